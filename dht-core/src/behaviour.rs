@@ -1,0 +1,99 @@
+//! The network behaviour every node runs, whatever its role or host.
+
+// The derive generates `BehaviourEvent`, one variant per field, undocumented.
+#![allow(missing_docs)]
+
+use libp2p::{
+    StreamProtocol, connection_limits, identify,
+    identity::Keypair,
+    kad::{self, Caching, StoreInserts},
+    ping, request_response,
+    swarm::NetworkBehaviour,
+};
+
+use crate::{
+    config::{Config, IDENTIFY_PROTOCOL_VERSION},
+    keep_alive,
+    namespace::{HandshakeCodec, NAMESPACE_PROTOCOL},
+    record::Store,
+};
+
+/// Kademlia with a bounded record store, identify (wired to Kademlia by the
+/// [`crate::Node`]), ping, the namespace handshake, pinned connections and
+/// connection limits.
+///
+/// Hosts build it inside `SwarmBuilder::with_behaviour` with
+/// [`Behaviour::new`] and hand the swarm to [`crate::Node::new`].
+#[derive(NetworkBehaviour)]
+#[allow(missing_debug_implementations)]
+pub struct Behaviour {
+    pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) kad: kad::Behaviour<Store>,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+    pub(crate) namespace: request_response::Behaviour<HandshakeCodec>,
+    pub(crate) keep_alive: keep_alive::Behaviour,
+}
+
+impl Behaviour {
+    /// The behaviour of a node with identity `keypair` and configuration `config`.
+    pub fn new(keypair: &Keypair, config: &Config) -> Self {
+        let local_peer_id = keypair.public().to_peer_id();
+
+        let mut kad_config = kad::Config::new(config.kad_protocol.clone());
+        kad_config
+            .set_replication_factor(config.replication_factor)
+            .set_parallelism(config.parallelism)
+            .set_query_timeout(config.query_timeout)
+            .set_record_ttl(config.record_ttl)
+            .set_publication_interval(config.record_republish_interval)
+            .set_replication_interval(config.record_replication_interval)
+            .set_provider_record_ttl(Some(config.namespace_ttl))
+            .set_provider_publication_interval(Some(config.namespace_refresh_interval))
+            .set_max_packet_size(config.max_message_size)
+            // Inbound records pass through the node, which stores them within
+            // the store's bounds and reports them as events.
+            .set_record_filtering(StoreInserts::FilterBoth)
+            .set_caching(Caching::Disabled)
+            .set_periodic_bootstrap_interval(config.bootstrap_interval);
+        let store = Store::new(local_peer_id, config.store_limits.clone());
+        let kad = kad::Behaviour::with_config(local_peer_id, store, kad_config);
+
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_owned(), keypair.public())
+                .with_agent_version(config.agent_version.clone())
+                .with_push_listen_addr_updates(true),
+        );
+
+        let namespace = request_response::Behaviour::with_codec(
+            HandshakeCodec,
+            [(NAMESPACE_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(config.handshake_timeout)
+                .with_max_concurrent_streams(64),
+        );
+
+        let limits = connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(config.connection_limits.max_established))
+                .with_max_established_per_peer(Some(
+                    config.connection_limits.max_established_per_peer,
+                ))
+                .with_max_pending_incoming(Some(config.connection_limits.max_pending_incoming)),
+        );
+
+        Self {
+            limits,
+            kad,
+            identify,
+            ping: ping::Behaviour::default(),
+            namespace,
+            keep_alive: keep_alive::Behaviour::default(),
+        }
+    }
+
+    /// The Kademlia protocol names this behaviour speaks.
+    pub fn kad_protocols(&self) -> &[StreamProtocol] {
+        self.kad.protocol_names()
+    }
+}

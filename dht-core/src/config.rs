@@ -1,0 +1,579 @@
+//! Node configuration: one builder fills every default, `build` validates.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let config = dht_core::Config::builder()
+//!     .replication_factor(8)
+//!     .namespace_ttl(Duration::from_secs(120))
+//!     .namespace_refresh_interval(Duration::from_secs(45))
+//!     .build()
+//!     .expect("valid configuration");
+//! assert_eq!(config.replication_factor().get(), 8);
+//!
+//! // Values that cannot work are refused with a reason.
+//! let err = dht_core::Config::builder().replication_factor(0).build().unwrap_err();
+//! assert!(err.to_string().contains("replication factor"));
+//! ```
+
+use std::{num::NonZeroUsize, time::Duration};
+
+use libp2p::{Multiaddr, PeerId, StreamProtocol, multiaddr::Protocol, swarm};
+
+use crate::{error::ConfigError, record::StoreLimits};
+
+/// The Kademlia protocol this project speaks unless told otherwise.
+///
+/// It is private to this network on purpose: a node never joins someone
+/// else's DHT (such as IPFS's `/ipfs/kad/1.0.0`) by accident. Any libp2p
+/// implementation joins ours by configuring its Kademlia with this protocol
+/// name (see the crate documentation).
+pub const DEFAULT_KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/ns-dht/kad/1.0.0");
+
+/// The identify protocol version nodes announce.
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "/ns-dht/1.0.0";
+
+/// Whether a node answers DHT requests from others (Kademlia server mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ServerMode {
+    /// Always answer DHT requests and be added to others' routing tables.
+    /// Right for any node others can dial.
+    #[default]
+    Always,
+    /// Never: only query. Right for nodes nobody can dial, such as browser tabs,
+    /// which others would otherwise add to their routing tables in vain.
+    Never,
+    /// Let Kademlia decide: serve once the node has a confirmed external address.
+    Auto,
+}
+
+/// Bounds on connections, applied by `libp2p::connection_limits`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Established connections at most, inbound and outbound. Default 4096.
+    pub max_established: u32,
+    /// Established connections to one peer at most. Default 2.
+    pub max_established_per_peer: u32,
+    /// Inbound connections still being negotiated at most. Default 256.
+    pub max_pending_incoming: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_established: 4096,
+            max_established_per_peer: 2,
+            max_pending_incoming: 256,
+        }
+    }
+}
+
+/// Bytes a Kademlia message needs beyond the record value it carries.
+const MESSAGE_OVERHEAD: usize = 4096;
+
+/// A validated node configuration. Build one with [`Config::builder`];
+/// [`Config::default`] is the builder's defaults.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) kad_protocol: StreamProtocol,
+    pub(crate) replication_factor: NonZeroUsize,
+    pub(crate) parallelism: NonZeroUsize,
+    pub(crate) query_timeout: Duration,
+    pub(crate) record_ttl: Option<Duration>,
+    pub(crate) record_republish_interval: Option<Duration>,
+    pub(crate) record_replication_interval: Option<Duration>,
+    pub(crate) store_limits: StoreLimits,
+    pub(crate) max_message_size: usize,
+    pub(crate) namespace_ttl: Duration,
+    pub(crate) namespace_refresh_interval: Duration,
+    pub(crate) discover_interval: Duration,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) bootstrap_peers: Vec<(PeerId, Multiaddr)>,
+    pub(crate) bootstrap_interval: Option<Duration>,
+    pub(crate) reconnect_initial_delay: Duration,
+    pub(crate) reconnect_max_delay: Duration,
+    pub(crate) idle_connection_timeout: Duration,
+    pub(crate) connection_limits: ConnectionLimits,
+    pub(crate) server_mode: ServerMode,
+    pub(crate) advertise_listen_addresses: bool,
+    pub(crate) agent_version: String,
+    pub(crate) command_buffer: usize,
+    pub(crate) event_buffer: usize,
+    pub(crate) max_addresses_per_peer: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::builder()
+            .build()
+            .expect("the default configuration is valid")
+    }
+}
+
+impl Config {
+    /// A builder holding every default, documented on each setter.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder {
+            config: Config {
+                kad_protocol: DEFAULT_KAD_PROTOCOL,
+                replication_factor: NonZeroUsize::new(20).expect("20 > 0"),
+                parallelism: NonZeroUsize::new(3).expect("3 > 0"),
+                query_timeout: Duration::from_secs(30),
+                record_ttl: Some(Duration::from_secs(48 * 60 * 60)),
+                record_republish_interval: Some(Duration::from_secs(22 * 60 * 60)),
+                record_replication_interval: Some(Duration::from_secs(60 * 60)),
+                store_limits: StoreLimits::default(),
+                max_message_size: 256 * 1024,
+                namespace_ttl: Duration::from_secs(10 * 60),
+                namespace_refresh_interval: Duration::from_secs(4 * 60),
+                discover_interval: Duration::from_secs(10),
+                heartbeat_interval: Duration::from_secs(20),
+                handshake_timeout: Duration::from_secs(10),
+                bootstrap_peers: Vec::new(),
+                bootstrap_interval: Some(Duration::from_secs(5 * 60)),
+                reconnect_initial_delay: Duration::from_secs(1),
+                reconnect_max_delay: Duration::from_secs(60),
+                idle_connection_timeout: Duration::from_secs(60),
+                connection_limits: ConnectionLimits::default(),
+                server_mode: ServerMode::Always,
+                advertise_listen_addresses: true,
+                agent_version: concat!("ns-dht/", env!("CARGO_PKG_VERSION")).to_owned(),
+                command_buffer: 64,
+                event_buffer: 1024,
+                max_addresses_per_peer: 16,
+            },
+            errors: Vec::new(),
+        }
+    }
+
+    /// The Kademlia protocol name.
+    pub fn kad_protocol(&self) -> &StreamProtocol {
+        &self.kad_protocol
+    }
+
+    /// `k`: how many peers store each record and answer each lookup.
+    pub fn replication_factor(&self) -> NonZeroUsize {
+        self.replication_factor
+    }
+
+    /// Bounds of the local record store.
+    pub fn store_limits(&self) -> &StoreLimits {
+        &self.store_limits
+    }
+
+    /// How long a namespace registration lives without a refresh.
+    pub fn namespace_ttl(&self) -> Duration {
+        self.namespace_ttl
+    }
+
+    /// How often a node re-announces its namespace registrations.
+    pub fn namespace_refresh_interval(&self) -> Duration {
+        self.namespace_refresh_interval
+    }
+
+    /// The bootstrap peers the node joins through.
+    pub fn bootstrap_peers(&self) -> &[(PeerId, Multiaddr)] {
+        &self.bootstrap_peers
+    }
+
+    /// Whether the node serves DHT requests.
+    pub fn server_mode(&self) -> ServerMode {
+        self.server_mode
+    }
+
+    /// How long a connection with nothing to do stays open.
+    pub fn idle_connection_timeout(&self) -> Duration {
+        self.idle_connection_timeout
+    }
+
+    /// Applies the swarm settings this configuration implies (the idle
+    /// connection timeout) to a host's swarm configuration. Hosts call it from
+    /// `SwarmBuilder::with_swarm_config`.
+    pub fn swarm_config(&self, base: swarm::Config) -> swarm::Config {
+        base.with_idle_connection_timeout(self.idle_connection_timeout)
+    }
+}
+
+/// Builds a [`Config`]. Every setter documents its default; [`build`](Self::build)
+/// checks the values together and says what is wrong.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ConfigBuilder {
+    config: Config,
+    errors: Vec<ConfigError>,
+}
+
+impl ConfigBuilder {
+    /// The Kademlia protocol name. Default [`DEFAULT_KAD_PROTOCOL`].
+    /// Nodes only talk DHT with peers that use the same name.
+    pub fn kad_protocol(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        match StreamProtocol::try_from_owned(name.clone()) {
+            Ok(protocol) => self.config.kad_protocol = protocol,
+            Err(_) => self.errors.push(ConfigError::InvalidProtocol { name }),
+        }
+        self
+    }
+
+    /// `k`, the replication factor: records are stored at the `k` peers closest
+    /// to their key, lookups return `k` peers, buckets hold `k` entries.
+    /// Default 20.
+    pub fn replication_factor(mut self, k: usize) -> Self {
+        match NonZeroUsize::new(k) {
+            Some(k) => self.config.replication_factor = k,
+            None => self.errors.push(ConfigError::Zero {
+                field: "replication factor",
+            }),
+        }
+        self
+    }
+
+    /// `α`, the number of requests a lookup keeps in flight. Default 3.
+    pub fn parallelism(mut self, alpha: usize) -> Self {
+        match NonZeroUsize::new(alpha) {
+            Some(alpha) => self.config.parallelism = alpha,
+            None => self.errors.push(ConfigError::Zero {
+                field: "parallelism",
+            }),
+        }
+        self
+    }
+
+    /// How long one lookup (get, put, closest peers, discovery) may take.
+    /// Default 30 s.
+    pub fn query_timeout(mut self, timeout: Duration) -> Self {
+        self.config.query_timeout = timeout;
+        self
+    }
+
+    /// How long a value record lives at the peers that store it; `None` means
+    /// forever. Default 48 h.
+    pub fn record_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.config.record_ttl = ttl;
+        self
+    }
+
+    /// How often a publisher re-publishes its own records (`None`: never).
+    /// Default 22 h.
+    pub fn record_republish_interval(mut self, interval: Option<Duration>) -> Self {
+        self.config.record_republish_interval = interval;
+        self
+    }
+
+    /// How often a node re-replicates the records it holds to the current
+    /// closest peers (`None`: never). Default 1 h.
+    pub fn record_replication_interval(mut self, interval: Option<Duration>) -> Self {
+        self.config.record_replication_interval = interval;
+        self
+    }
+
+    /// Bounds of the local record store. Defaults in [`StoreLimits`].
+    pub fn store_limits(mut self, limits: StoreLimits) -> Self {
+        self.config.store_limits = limits;
+        self
+    }
+
+    /// Largest value accepted in a record, in bytes; a shortcut into
+    /// [`StoreLimits::max_value_size`]. Default 64 KiB.
+    pub fn max_record_size(mut self, bytes: usize) -> Self {
+        self.config.store_limits.max_value_size = bytes;
+        self
+    }
+
+    /// Largest DHT message sent or accepted, in bytes. It must hold the largest
+    /// record plus framing, and a provider list. Default 256 KiB.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// How long a namespace registration lives at the peers that store it
+    /// without a refresh. Default 10 min.
+    pub fn namespace_ttl(mut self, ttl: Duration) -> Self {
+        self.config.namespace_ttl = ttl;
+        self
+    }
+
+    /// How often a node re-announces its namespace registrations; shorter than
+    /// the TTL. Default 4 min.
+    pub fn namespace_refresh_interval(mut self, interval: Duration) -> Self {
+        self.config.namespace_refresh_interval = interval;
+        self
+    }
+
+    /// How often a [`crate::Role::Dialer`] looks for new members of its
+    /// namespace. Default 10 s.
+    pub fn discover_interval(mut self, interval: Duration) -> Self {
+        self.config.discover_interval = interval;
+        self
+    }
+
+    /// How often a dialer repeats the handshake with linked peers to learn that
+    /// they are still registered. Default 20 s.
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.config.heartbeat_interval = interval;
+        self
+    }
+
+    /// How long a namespace handshake may take. Default 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// Adds a bootstrap peer. The address must end in `/p2p/<peer id>` so the
+    /// node knows whom it reaches. No default.
+    pub fn bootstrap_peer(mut self, address: Multiaddr) -> Self {
+        match address.iter().last() {
+            Some(Protocol::P2p(peer)) => self.config.bootstrap_peers.push((peer, address)),
+            _ => self
+                .errors
+                .push(ConfigError::BootstrapWithoutPeerId { address }),
+        }
+        self
+    }
+
+    /// Adds several bootstrap peers, see [`bootstrap_peer`](Self::bootstrap_peer).
+    pub fn bootstrap_peers(self, addresses: impl IntoIterator<Item = Multiaddr>) -> Self {
+        addresses.into_iter().fold(self, Self::bootstrap_peer)
+    }
+
+    /// How often the node refreshes its routing table with a bootstrap lookup
+    /// (`None`: only when it joins). Default 5 min.
+    pub fn bootstrap_interval(mut self, interval: Option<Duration>) -> Self {
+        self.config.bootstrap_interval = interval;
+        self
+    }
+
+    /// Delay before the first reconnection to a bootstrap peer that went away;
+    /// it doubles after each failure up to `max`. Defaults 1 s and 60 s.
+    pub fn reconnect_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.config.reconnect_initial_delay = initial;
+        self.config.reconnect_max_delay = max;
+        self
+    }
+
+    /// How long a connection with nothing to do stays open. Connections to
+    /// bootstrap peers and linked namespace peers are kept regardless.
+    /// Default 60 s.
+    pub fn idle_connection_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_connection_timeout = timeout;
+        self
+    }
+
+    /// Connection bounds. Defaults in [`ConnectionLimits`].
+    pub fn connection_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.config.connection_limits = limits;
+        self
+    }
+
+    /// Whether the node answers DHT requests. Default [`ServerMode::Always`];
+    /// a [`crate::Role::Bootstrap`] node always serves.
+    pub fn server_mode(mut self, mode: ServerMode) -> Self {
+        self.config.server_mode = mode;
+        self
+    }
+
+    /// Whether the node's listen addresses are announced as its external
+    /// addresses (in namespace registrations and identify). Right when others
+    /// reach the node at the addresses it listens on, as on a LAN or loopback.
+    /// Default true.
+    pub fn advertise_listen_addresses(mut self, advertise: bool) -> Self {
+        self.config.advertise_listen_addresses = advertise;
+        self
+    }
+
+    /// The agent version sent in identify. Default `ns-dht/<version>`.
+    pub fn agent_version(mut self, agent: impl Into<String>) -> Self {
+        self.config.agent_version = agent.into();
+        self
+    }
+
+    /// Commands that may wait for the node before callers wait too. Default 64.
+    pub fn command_buffer(mut self, capacity: usize) -> Self {
+        self.config.command_buffer = capacity;
+        self
+    }
+
+    /// Events buffered per subscriber; a subscriber that falls further behind
+    /// is told how many it missed. Default 1024.
+    pub fn event_buffer(mut self, capacity: usize) -> Self {
+        self.config.event_buffer = capacity;
+        self
+    }
+
+    /// Addresses kept from what a peer reports about itself. Default 16.
+    pub fn max_addresses_per_peer(mut self, count: usize) -> Self {
+        self.config.max_addresses_per_peer = count;
+        self
+    }
+
+    /// Checks the values together and returns the configuration.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let Self { config, mut errors } = self;
+        if !errors.is_empty() {
+            return Err(errors.remove(0));
+        }
+        let durations = [
+            ("query timeout", config.query_timeout),
+            ("namespace TTL", config.namespace_ttl),
+            (
+                "namespace refresh interval",
+                config.namespace_refresh_interval,
+            ),
+            ("discover interval", config.discover_interval),
+            ("heartbeat interval", config.heartbeat_interval),
+            ("handshake timeout", config.handshake_timeout),
+            ("initial reconnect delay", config.reconnect_initial_delay),
+            ("idle connection timeout", config.idle_connection_timeout),
+        ];
+        let optional_durations = [
+            ("record TTL", config.record_ttl),
+            (
+                "record republish interval",
+                config.record_republish_interval,
+            ),
+            (
+                "record replication interval",
+                config.record_replication_interval,
+            ),
+            ("bootstrap interval", config.bootstrap_interval),
+        ];
+        for (field, value) in durations.into_iter().chain(
+            optional_durations
+                .into_iter()
+                .filter_map(|(f, d)| Some((f, d?))),
+        ) {
+            if value.is_zero() {
+                return Err(ConfigError::Zero { field });
+            }
+        }
+        let counts = [
+            ("max records", config.store_limits.max_records),
+            ("max record size", config.store_limits.max_value_size),
+            ("max provider keys", config.store_limits.max_provider_keys),
+            (
+                "max providers per key",
+                config.store_limits.max_providers_per_key,
+            ),
+            (
+                "max addresses per provider",
+                config.store_limits.max_addresses_per_provider,
+            ),
+            ("command buffer", config.command_buffer),
+            ("event buffer", config.event_buffer),
+            ("max addresses per peer", config.max_addresses_per_peer),
+            (
+                "max established connections",
+                config.connection_limits.max_established as usize,
+            ),
+            (
+                "max connections per peer",
+                config.connection_limits.max_established_per_peer as usize,
+            ),
+        ];
+        if let Some((field, _)) = counts.into_iter().find(|(_, n)| *n == 0) {
+            return Err(ConfigError::Zero { field });
+        }
+        if config.namespace_refresh_interval >= config.namespace_ttl {
+            return Err(ConfigError::RefreshNotBeforeTtl {
+                refresh: config.namespace_refresh_interval,
+                ttl: config.namespace_ttl,
+            });
+        }
+        if config.reconnect_max_delay < config.reconnect_initial_delay {
+            return Err(ConfigError::BackoffOrder {
+                initial: config.reconnect_initial_delay,
+                max: config.reconnect_max_delay,
+            });
+        }
+        let needed = config
+            .store_limits
+            .max_value_size
+            .saturating_add(MESSAGE_OVERHEAD);
+        if config.max_message_size < needed {
+            return Err(ConfigError::MessageTooSmall {
+                message: config.max_message_size,
+                needed,
+            });
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let config = Config::default();
+        assert_eq!(config.kad_protocol(), &DEFAULT_KAD_PROTOCOL);
+        assert_eq!(config.replication_factor().get(), 20);
+        assert_eq!(config.namespace_ttl(), Duration::from_secs(600));
+        assert_eq!(
+            config.namespace_refresh_interval(),
+            Duration::from_secs(240)
+        );
+        assert_eq!(config.server_mode(), ServerMode::Always);
+    }
+
+    #[test]
+    fn invalid_values_are_refused_with_a_reason() {
+        let refresh_after_ttl = Config::builder()
+            .namespace_ttl(Duration::from_secs(60))
+            .namespace_refresh_interval(Duration::from_secs(60))
+            .build();
+        assert!(matches!(
+            refresh_after_ttl,
+            Err(ConfigError::RefreshNotBeforeTtl { .. })
+        ));
+
+        let tiny_messages = Config::builder().max_message_size(1024).build();
+        assert!(matches!(
+            tiny_messages,
+            Err(ConfigError::MessageTooSmall { .. })
+        ));
+
+        let no_peer_id = Config::builder()
+            .bootstrap_peer("/ip4/127.0.0.1/tcp/4001".parse().unwrap())
+            .build();
+        assert!(matches!(
+            no_peer_id,
+            Err(ConfigError::BootstrapWithoutPeerId { .. })
+        ));
+
+        let bad_protocol = Config::builder().kad_protocol("kad").build();
+        assert!(matches!(
+            bad_protocol,
+            Err(ConfigError::InvalidProtocol { .. })
+        ));
+
+        let zero = Config::builder().query_timeout(Duration::ZERO).build();
+        assert_eq!(
+            zero.unwrap_err(),
+            ConfigError::Zero {
+                field: "query timeout"
+            }
+        );
+
+        let backwards = Config::builder()
+            .reconnect_backoff(Duration::from_secs(10), Duration::from_secs(1))
+            .build();
+        assert!(matches!(backwards, Err(ConfigError::BackoffOrder { .. })));
+    }
+
+    #[test]
+    fn bootstrap_peers_keep_their_peer_id() {
+        let peer = PeerId::random();
+        let address: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}")
+            .parse()
+            .unwrap();
+        let config = Config::builder()
+            .bootstrap_peer(address.clone())
+            .build()
+            .unwrap();
+        assert_eq!(config.bootstrap_peers(), &[(peer, address)]);
+    }
+}

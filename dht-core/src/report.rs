@@ -1,0 +1,208 @@
+//! Snapshots of a node's state: its routing table, the records and
+//! registrations it holds, and the monitor's summary of the network it sees.
+
+#[cfg(feature = "serde")]
+use crate::event::ser;
+use std::{fmt, time::Duration};
+
+use libp2p::{Multiaddr, PeerId};
+
+use crate::{namespace::Namespace, record::display_key, role::RoleKind};
+
+/// The routing table, bucket by bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct RoutingTable {
+    /// The node whose table this is.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
+    pub local_peer_id: PeerId,
+    /// Non-empty buckets, nearest first.
+    pub buckets: Vec<Bucket>,
+}
+
+impl RoutingTable {
+    /// Every peer in the table.
+    pub fn peers(&self) -> impl Iterator<Item = &RoutingEntry> {
+        self.buckets.iter().flat_map(|b| b.entries.iter())
+    }
+
+    /// Number of peers in the table.
+    pub fn len(&self) -> usize {
+        self.buckets.iter().map(|b| b.entries.len()).sum()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.iter().all(|b| b.entries.is_empty())
+    }
+}
+
+/// One k-bucket: the peers at XOR distance `[2^index, 2^(index+1))`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Bucket {
+    /// The bucket index, 0 to 255.
+    pub index: u32,
+    /// Its peers.
+    pub entries: Vec<RoutingEntry>,
+}
+
+/// A peer in the routing table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct RoutingEntry {
+    /// The peer.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
+    pub peer_id: PeerId,
+    /// Addresses known for it.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display_all"))]
+    pub addresses: Vec<Multiaddr>,
+    /// Whether a connection to it is open.
+    pub connected: bool,
+}
+
+/// A value record held in the local store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct StoredRecord {
+    /// The key.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::key"))]
+    pub key: Vec<u8>,
+    /// The value.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::key"))]
+    pub value: Vec<u8>,
+    /// Who published it, if known.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display_opt"))]
+    pub publisher: Option<PeerId>,
+    /// Time left before it expires here; `None` for never.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "expires_in_ms", serialize_with = "ser::duration_ms_opt")
+    )]
+    pub expires_in: Option<Duration>,
+}
+
+/// A namespace registration held in the local store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Registration {
+    /// The namespace.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
+    pub namespace: Namespace,
+    /// The registered peer.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
+    pub peer_id: PeerId,
+    /// The addresses it announced.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display_all"))]
+    pub addresses: Vec<Multiaddr>,
+    /// Time left before it expires unless refreshed; `None` for our own.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "expires_in_ms", serialize_with = "ser::duration_ms_opt")
+    )]
+    pub expires_in: Option<Duration>,
+}
+
+/// A confirmed link with another member of a namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Link {
+    /// The namespace.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
+    pub namespace: Namespace,
+    /// The other peer.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
+    pub peer_id: PeerId,
+    /// What it is.
+    pub role: RoleKind,
+    /// Whether this node started the link.
+    pub outbound: bool,
+}
+
+/// The monitor's view: what this node sees of the network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct NetworkReport {
+    /// This node.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
+    pub local_peer_id: PeerId,
+    /// Its role.
+    pub role: RoleKind,
+    /// Whether it answers DHT requests.
+    pub serving: bool,
+    /// Time since the node started.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "uptime_ms", serialize_with = "ser::duration_ms")
+    )]
+    pub uptime: Duration,
+    /// Peers with an open connection.
+    pub connected_peers: usize,
+    /// Peers per non-empty bucket, as `(bucket index, peers)`.
+    pub buckets: Vec<(u32, usize)>,
+    /// Value records held.
+    pub records: usize,
+    /// Registrations held per namespace, live ones only.
+    pub namespaces: Vec<(String, usize)>,
+    /// Namespaces this node is registered in.
+    pub registered_in: Vec<String>,
+    /// Confirmed namespace links.
+    pub links: usize,
+}
+
+impl NetworkReport {
+    /// Peers in the routing table.
+    pub fn routing_table_size(&self) -> usize {
+        self.buckets.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl fmt::Display for NetworkReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} ({}, {}) up {}s: {} connected, {} in routing table, {} records, {} links",
+            self.local_peer_id,
+            self.role,
+            if self.serving {
+                "serving"
+            } else {
+                "client only"
+            },
+            self.uptime.as_secs(),
+            self.connected_peers,
+            self.routing_table_size(),
+            self.records,
+            self.links,
+        )?;
+        if !self.buckets.is_empty() {
+            let buckets: Vec<String> = self
+                .buckets
+                .iter()
+                .map(|(i, n)| format!("{i}:{n}"))
+                .collect();
+            writeln!(f, "  buckets (index:peers) {}", buckets.join(" "))?;
+        }
+        for (namespace, peers) in &self.namespaces {
+            writeln!(
+                f,
+                "  namespace {namespace:?}: {peers} registered peers held here"
+            )?;
+        }
+        if !self.registered_in.is_empty() {
+            writeln!(f, "  registered in {}", self.registered_in.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for StoredRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} = {}",
+            display_key(&self.key),
+            display_key(&self.value)
+        )
+    }
+}

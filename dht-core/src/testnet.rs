@@ -1,0 +1,234 @@
+//! A local test network: many nodes in one process over `MemoryTransport`,
+//! with the same noise + yamux stack as production.
+//!
+//! Node 0 is a [`Role::Bootstrap`]; every later node bootstraps through it
+//! and joins before [`Testnet::spawn`] returns. The executor is injected, so
+//! tests, benchmarks and demos run on whatever they have. Nothing leaves the
+//! process: memory addresses (`/memory/<port>`) are private to it.
+//!
+//! ```
+//! use dht_core::{Config, Role, testnet::Testnet};
+//! use futures::executor::{ThreadPool, block_on};
+//!
+//! let pool = ThreadPool::new().unwrap();
+//! block_on(async {
+//!     let mut net = Testnet::new(move |task| pool.spawn_ok(task));
+//!     for _ in 0..4 {
+//!         net.spawn(Config::builder(), Role::ClientHelper).await.unwrap();
+//!     }
+//!     let writer = &net.nodes()[3].handle;
+//!     writer.put_record(b"greeting".to_vec(), b"hello".to_vec()).await.unwrap();
+//!     let found = net.nodes()[1].handle.get_record(b"greeting".to_vec()).await.unwrap();
+//!     assert_eq!(found.value, b"hello");
+//! });
+//! ```
+
+use std::{
+    collections::hash_map::DefaultHasher,
+    fmt,
+    hash::{Hash, Hasher},
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::{FutureExt, StreamExt, future::BoxFuture};
+use futures_timer::Delay;
+use libp2p::{
+    Multiaddr, PeerId, Swarm, Transport,
+    core::{transport::MemoryTransport, upgrade::Version},
+    identity::Keypair,
+    multiaddr::Protocol,
+    noise, swarm, yamux,
+};
+
+use crate::{Behaviour, Config, ConfigBuilder, ConfigError, Event, Node, NodeHandle, Role};
+
+/// How long a new node may take to join before [`Testnet::spawn`] gives up.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs a task to completion on the test's executor.
+pub type Spawner = Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>;
+
+/// Why a test node could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TestnetError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The transport could not be set up.
+    #[error("transport setup failed: {0}")]
+    Transport(String),
+    /// The node did not finish joining in time.
+    #[error("node {index} did not join within {JOIN_TIMEOUT:?}")]
+    JoinTimeout {
+        /// Its index.
+        index: usize,
+    },
+}
+
+/// A node of the test network.
+#[derive(Clone, Debug)]
+pub struct TestNode {
+    /// Position in [`Testnet::nodes`].
+    pub index: usize,
+    /// Its peer id.
+    pub peer_id: PeerId,
+    /// Its dialable address, with `/p2p/`.
+    pub address: Multiaddr,
+    /// The handle that drives it.
+    pub handle: NodeHandle,
+    /// Its identity, to restart it as the same peer.
+    pub keypair: Keypair,
+    /// Its role.
+    pub role: Role,
+}
+
+/// An in-process network of nodes. See the [module docs](self).
+pub struct Testnet {
+    spawner: Spawner,
+    nodes: Vec<TestNode>,
+}
+
+impl fmt::Debug for Testnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Testnet")
+            .field("nodes", &self.nodes)
+            .finish()
+    }
+}
+
+impl Testnet {
+    /// An empty network whose nodes and connections run on `spawner`.
+    pub fn new(spawner: impl Fn(BoxFuture<'static, ()>) + Send + Sync + 'static) -> Self {
+        Self {
+            spawner: Arc::new(spawner),
+            nodes: Vec::new(),
+        }
+    }
+
+    /// The nodes, in the order they were spawned.
+    pub fn nodes(&self) -> &[TestNode] {
+        &self.nodes
+    }
+
+    /// Starts a node with `config` (its bootstrap peer is set here). The first
+    /// node becomes the [`Role::Bootstrap`] whatever `role` says; later nodes
+    /// join through it, and this returns once they have.
+    pub async fn spawn(
+        &mut self,
+        config: ConfigBuilder,
+        role: Role,
+    ) -> Result<&TestNode, TestnetError> {
+        let index = self.nodes.len();
+        let (config, role) = match self.nodes.first() {
+            Some(bootstrap) => (config.bootstrap_peer(bootstrap.address.clone()), role),
+            None => (config, Role::Bootstrap),
+        };
+        let node = self
+            .start(index, config, role, Keypair::generate_ed25519())
+            .await?;
+        self.nodes.push(node);
+        Ok(self.nodes.last().expect("just pushed"))
+    }
+
+    /// Stops node `index` and starts it again with the same identity and
+    /// address but empty state, as a restarted process would be; `config`
+    /// replaces its configuration (the bootstrap peer is set here unless it
+    /// is node 0). Returns once it has joined (node 0: once it listens).
+    pub async fn restart(
+        &mut self,
+        index: usize,
+        config: ConfigBuilder,
+    ) -> Result<&TestNode, TestnetError> {
+        let old = self.nodes[index].clone();
+        old.handle.shutdown().await;
+        let config = match (index, self.nodes.first()) {
+            (0, _) | (_, None) => config,
+            (_, Some(bootstrap)) => config.bootstrap_peer(bootstrap.address.clone()),
+        };
+        let node = self.start(index, config, old.role, old.keypair).await?;
+        self.nodes[index] = node;
+        Ok(&self.nodes[index])
+    }
+
+    async fn start(
+        &self,
+        index: usize,
+        config: ConfigBuilder,
+        role: Role,
+        keypair: Keypair,
+    ) -> Result<TestNode, TestnetError> {
+        let config = config.build()?;
+        let joins = !config.bootstrap_peers().is_empty();
+        let peer_id = keypair.public().to_peer_id();
+        let mut swarm = memory_swarm(&keypair, &config, self.spawner.clone())?;
+        let listen = Multiaddr::empty().with(Protocol::Memory(memory_port(&peer_id)));
+        swarm
+            .listen_on(listen.clone())
+            .map_err(|e| TestnetError::Transport(e.to_string()))?;
+
+        let (mut node, handle) = Node::new(swarm, config, role.clone());
+        let mut events = node.subscribe();
+        (self.spawner)(node.run().boxed());
+
+        if joins {
+            let joined = async {
+                while let Some(event) = events.next().await {
+                    if matches!(event, Event::Bootstrapped { .. }) {
+                        return true;
+                    }
+                }
+                false
+            };
+            futures::select! {
+                joined = joined.fuse() => if !joined { return Err(TestnetError::JoinTimeout { index }) },
+                () = Delay::new(JOIN_TIMEOUT).fuse() => return Err(TestnetError::JoinTimeout { index }),
+            }
+        }
+        Ok(TestNode {
+            index,
+            peer_id,
+            address: listen.with(Protocol::P2p(peer_id)),
+            handle,
+            keypair,
+            role,
+        })
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(self) {
+        for node in &self.nodes {
+            node.handle.shutdown().await;
+        }
+    }
+}
+
+/// A port for the node's memory listener, unique per peer id.
+fn memory_port(peer: &PeerId) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    peer.hash(&mut hasher);
+    hasher.finish() | 1
+}
+
+/// A swarm over `MemoryTransport` secured with noise and multiplexed with
+/// yamux, running connection tasks on `spawner`.
+pub fn memory_swarm(
+    keypair: &Keypair,
+    config: &Config,
+    spawner: Spawner,
+) -> Result<Swarm<Behaviour>, TestnetError> {
+    let noise = noise::Config::new(keypair).map_err(|e| TestnetError::Transport(e.to_string()))?;
+    let transport = MemoryTransport::default()
+        .upgrade(Version::V1)
+        .authenticate(noise)
+        .multiplex(yamux::Config::default())
+        .boxed();
+    let swarm_config = config.swarm_config(swarm::Config::with_executor(move |task| spawner(task)));
+    Ok(Swarm::new(
+        transport,
+        Behaviour::new(keypair, config),
+        keypair.public().to_peer_id(),
+        swarm_config,
+    ))
+}

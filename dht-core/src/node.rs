@@ -1096,6 +1096,7 @@ impl Node {
                 if let Some(peer) = peer_id
                     && !self.swarm.is_connected(&peer)
                 {
+                    self.forget_if_unreachable(peer, &error);
                     self.on_bootstrap_dial_failed(peer, reason, Instant::now());
                 }
             }
@@ -1103,6 +1104,26 @@ impl Node {
                 tracing::debug!(%error, "inbound connection failed");
             }
             _ => {}
+        }
+    }
+
+    /// Drops a peer that could not be reached at any address from the routing
+    /// table. Kademlia keeps such peers (so that a node whose own network is
+    /// down does not flush its table), and every later lookup near them then
+    /// waits for a dial that cannot work. We drop them only while other peers
+    /// are connected, which tells the fault is theirs; a live peer comes back
+    /// the next time it contacts anyone. Bootstrap peers are kept and redialed.
+    fn forget_if_unreachable(&mut self, peer: PeerId, error: &SwarmDialError) {
+        let unreachable = matches!(
+            error,
+            SwarmDialError::Transport(_) | SwarmDialError::WrongPeerId { .. }
+        );
+        if unreachable
+            && !self.bootstrap.contains(&peer)
+            && self.swarm.connected_peers().next().is_some()
+            && self.swarm.behaviour_mut().kad.remove_peer(&peer).is_some()
+        {
+            tracing::debug!(%peer, "removed an unreachable peer from the routing table");
         }
     }
 
@@ -1402,16 +1423,18 @@ impl Node {
         if let Some(bucket) = self.swarm.behaviour_mut().kad.kbucket(*peer) {
             for entry in bucket.iter() {
                 if entry.node.key.preimage() == peer {
-                    addresses.extend(entry.node.value.iter().cloned());
+                    addresses.extend(entry.node.value.iter().map(strip_p2p));
                 }
             }
         }
-        for address in self.addresses.get(peer) {
-            if !addresses.contains(address) {
-                addresses.push(address.clone());
+        addresses.extend(self.addresses.get(peer).map(strip_p2p));
+        let mut unique = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            if !unique.contains(&address) {
+                unique.push(address);
             }
         }
-        addresses
+        unique
     }
 
     fn routing_table_size(&mut self) -> usize {

@@ -15,6 +15,8 @@ use futures::{
 };
 use futures_timer::Delay;
 
+pub mod process;
+
 /// A `futures` thread pool: the executor of in-process tests. One thread per
 /// core; the network's work is spread over it like a real host's would be.
 pub fn pool() -> ThreadPool {

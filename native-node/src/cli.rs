@@ -1,0 +1,393 @@
+//! The command line: one subcommand per role, options shared by all.
+
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+use dht_core::{
+    Config, ConfigBuilder, Namespace,
+    libp2p::{Multiaddr, PeerId},
+};
+
+const AFTER_HELP: &str = "\
+EXIT STATUS:
+  0  success, or a clean stop on Ctrl-C / SIGTERM
+  1  the node or the operation failed (cannot listen, cannot join, lookup failed)
+  2  invalid command line or input (bad multiaddr, namespace, record, option)
+  3  the identity key file is unreadable or corrupt
+  4  (client get) the record was not found
+
+ENVIRONMENT:
+  RUST_LOG       log filter for stderr, e.g. `info` or `dht_core=debug` (default: info)
+  DHT_BOOTSTRAP  comma-separated bootstrap multiaddrs, used when --bootstrap is not given";
+
+/// A node of the ns-dht Kademlia DHT.
+///
+/// Every node stores records, answers queries and routes for others; the
+/// role only adds duties. Peers of one app find each other through a
+/// namespace registered in the DHT itself, with no rendezvous server.
+///
+/// Start a bootstrap node, copy one of the addresses it prints, and pass it
+/// with --bootstrap to the other roles.
+#[derive(Debug, Parser)]
+#[command(name = "native-node", version, after_long_help = AFTER_HELP, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+
+    /// Print JSON lines on stdout (start-up addresses, events, reports,
+    /// results) instead of text, for scripts and tests.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a bootstrap (monitor/server) node at a known address.
+    ///
+    /// It listens on TCP, QUIC and WebSocket, always serves the DHT, keeps its
+    /// identity in a key file so its address stays valid across restarts, and
+    /// prints a summary of the network it sees: routing table by bucket,
+    /// registrations per namespace, records held.
+    Bootstrap(BootstrapArgs),
+    /// Register in a namespace and accept the dialers of that namespace.
+    Listener(MemberArgs),
+    /// Register in a namespace, discover its other members through the DHT
+    /// and link to each (connect and confirm the namespace).
+    Dialer(DialerArgs),
+    /// Join the DHT as an ordinary node and do lookups for an app: run one
+    /// operation and exit, or keep serving requests from stdin.
+    ///
+    /// One-shot operations (get, put, closest, discover, report) query the
+    /// DHT without offering to serve it, so that a process that exits a
+    /// moment later leaves no dead entry in other nodes' routing tables;
+    /// `run` and `serve` make a full DHT node.
+    Client(ClientArgs),
+    /// Run a whole local network in this process: a bootstrap and N-1 nodes
+    /// on loopback, some of them namespace listeners and dialers if asked.
+    Localnet(LocalnetArgs),
+}
+
+/// Options every node has.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct NodeArgs {
+    /// A bootstrap node to join through, with its /p2p/ peer id; repeat for
+    /// more. Example: /ip4/127.0.0.1/tcp/4001/p2p/12D3Koo...
+    #[arg(
+        long = "bootstrap",
+        value_name = "MULTIADDR",
+        env = "DHT_BOOTSTRAP",
+        value_delimiter = ','
+    )]
+    pub(crate) bootstrap: Vec<Multiaddr>,
+
+    /// An address to listen on; repeat for more. Replaces the role's default
+    /// listeners (see --ip).
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    pub(crate) listen: Vec<Multiaddr>,
+
+    /// The IP the default listeners bind to. Loopback by default, so that a
+    /// first run exposes nothing; use 0.0.0.0 (or ::) to serve a network.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    pub(crate) ip: IpAddr,
+
+    /// An address others can reach this node at (behind NAT or a proxy);
+    /// repeat for more. Announced along with the listen addresses.
+    #[arg(long = "external", value_name = "MULTIADDR")]
+    pub(crate) external: Vec<Multiaddr>,
+
+    /// Keep the node's identity in this file (created, owner-only, if
+    /// missing), so it keeps its peer id across restarts. Without it a new
+    /// identity is made for each run, except for the bootstrap role.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) key_file: Option<PathBuf>,
+
+    /// The Kademlia protocol name; nodes only form a DHT with peers that use
+    /// the same one.
+    #[arg(long, value_name = "NAME", default_value_t = dht_core::DEFAULT_KAD_PROTOCOL.to_string())]
+    pub(crate) kad_protocol: String,
+
+    /// k: how many peers store each record and answer each lookup.
+    #[arg(long, value_name = "K", default_value_t = 20)]
+    pub(crate) replication_factor: usize,
+
+    /// How long one lookup may take.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    pub(crate) query_timeout: Duration,
+
+    /// Largest record value stored or accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    pub(crate) max_record_size: usize,
+
+    /// How long a namespace registration lives without a refresh.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
+    pub(crate) namespace_ttl: Duration,
+
+    /// How often registrations are refreshed; shorter than --namespace-ttl.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "4m")]
+    pub(crate) namespace_refresh: Duration,
+
+    /// How long an idle connection stays open.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    pub(crate) idle_timeout: Duration,
+}
+
+impl NodeArgs {
+    /// The core configuration these options describe.
+    pub(crate) fn config(&self) -> ConfigBuilder {
+        Config::builder()
+            .bootstrap_peers(self.bootstrap.iter().cloned())
+            .kad_protocol(self.kad_protocol.clone())
+            .replication_factor(self.replication_factor)
+            .query_timeout(self.query_timeout)
+            .max_record_size(self.max_record_size)
+            .max_message_size(self.max_record_size.saturating_add(192 * 1024))
+            .namespace_ttl(self.namespace_ttl)
+            .namespace_refresh_interval(self.namespace_refresh)
+            .idle_connection_timeout(self.idle_timeout)
+            .agent_version(concat!("ns-dht-native/", env!("CARGO_PKG_VERSION")))
+    }
+
+    /// The addresses to listen on: `--listen`, or TCP and QUIC on `--ip`
+    /// with the given ports.
+    pub(crate) fn listen_addresses(
+        &self,
+        tcp: u16,
+        quic: u16,
+        websocket: Option<u16>,
+    ) -> Vec<Multiaddr> {
+        if !self.listen.is_empty() {
+            return self.listen.clone();
+        }
+        let ip = match self.ip {
+            IpAddr::V4(ip) => format!("/ip4/{ip}"),
+            IpAddr::V6(ip) => format!("/ip6/{ip}"),
+        };
+        let mut addresses = vec![
+            format!("{ip}/tcp/{tcp}"),
+            format!("{ip}/udp/{quic}/quic-v1"),
+        ];
+        if let Some(port) = websocket {
+            addresses.push(format!("{ip}/tcp/{port}/ws"));
+        }
+        addresses
+            .into_iter()
+            .map(|a| a.parse().expect("well-formed by construction"))
+            .collect()
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BootstrapArgs {
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+
+    /// The TCP and QUIC (UDP) port of the default listeners; WebSocket uses
+    /// the next port. 0 picks free ports.
+    #[arg(long, value_name = "PORT", default_value_t = 4001)]
+    pub(crate) port: u16,
+
+    /// Print the monitor summary this often; 0 turns it off.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    pub(crate) report_interval: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MemberArgs {
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+
+    /// The namespace to register in.
+    #[arg(long, value_name = "NAME", value_parser = parse_namespace)]
+    pub(crate) namespace: Namespace,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DialerArgs {
+    #[command(flatten)]
+    pub(crate) member: MemberArgs,
+
+    /// How often to look for new members of the namespace.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub(crate) discover_interval: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ClientArgs {
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+
+    /// How long to wait for the first bootstrap to finish before giving up.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "15s")]
+    pub(crate) join_timeout: Duration,
+
+    #[command(subcommand)]
+    pub(crate) operation: ClientOperation,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub(crate) enum ClientOperation {
+    /// Print the value stored under KEY (raw bytes on stdout).
+    Get {
+        /// The record key (UTF-8).
+        key: String,
+        /// Copies that must be found (the local store counts as one).
+        #[arg(long, default_value_t = 1)]
+        quorum: usize,
+    },
+    /// Store VALUE (or the contents of --value-file) under KEY.
+    Put {
+        /// The record key (UTF-8).
+        key: String,
+        /// The value (UTF-8); omit it to use --value-file.
+        #[arg(required_unless_present = "value_file")]
+        value: Option<String>,
+        /// Read the value from this file instead.
+        #[arg(long, value_name = "PATH", conflicts_with = "value")]
+        value_file: Option<PathBuf>,
+        /// Peers besides this node that must confirm.
+        #[arg(long, default_value_t = 1)]
+        quorum: usize,
+    },
+    /// Print the k peers closest to KEY (or to --peer) in the network.
+    Closest {
+        /// The key (UTF-8).
+        #[arg(required_unless_present = "peer")]
+        key: Option<String>,
+        /// A peer id instead of a key.
+        #[arg(long, conflicts_with = "key")]
+        peer: Option<PeerId>,
+    },
+    /// Print the members of NAMESPACE with their addresses.
+    Discover {
+        /// The namespace.
+        #[arg(value_parser = parse_namespace)]
+        namespace: Namespace,
+    },
+    /// Print this node's view of the network once it has joined.
+    Report,
+    /// Keep running as an ordinary DHT node until stopped.
+    Run,
+    /// Keep running and answer requests from stdin, one per line, with one
+    /// JSON line each on stdout: `get KEY`, `put KEY VALUE`, `closest KEY`,
+    /// `discover NAMESPACE`, `register NAMESPACE`, `report`, `quit`.
+    Serve,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LocalnetArgs {
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+
+    /// Nodes in the network, the bootstrap included.
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub(crate) nodes: u32,
+
+    /// The bootstrap's TCP and QUIC port (0 picks a free one).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub(crate) port: u16,
+
+    /// Namespace for --listeners and --dialers.
+    #[arg(long, value_name = "NAME", value_parser = parse_namespace, default_value = "localnet")]
+    pub(crate) namespace: Namespace,
+
+    /// How many of the nodes are namespace listeners.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) listeners: u32,
+
+    /// How many of the nodes are namespace dialers.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) dialers: u32,
+
+    /// Print a summary of the network this often; 0 turns it off.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub(crate) report_interval: Duration,
+}
+
+/// Parses `500ms`, `30s`, `10m`, `2h` or a plain number of seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number.parse().map_err(|_| {
+        format!("{text:?} is not a duration; use a number with ms, s, m or h, e.g. 30s")
+    })?;
+    let unit_ms = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?}; use ms, s, m or h"
+            ));
+        }
+    };
+    value
+        .checked_mul(unit_ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+fn parse_namespace(text: &str) -> Result<Namespace, String> {
+    Namespace::new(text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5 days").is_err());
+        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn default_listeners_follow_the_ip_option() {
+        let cli = Cli::try_parse_from(["native-node", "client", "--ip", "::1", "run"]).unwrap();
+        let Command::Client(client) = cli.command else {
+            panic!("client")
+        };
+        let listen: Vec<String> = client
+            .node
+            .listen_addresses(0, 0, None)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(listen, ["/ip6/::1/tcp/0", "/ip6/::1/udp/0/quic-v1"]);
+    }
+
+    #[test]
+    fn bad_input_is_refused_at_parse_time() {
+        for args in [
+            &[
+                "native-node",
+                "client",
+                "--bootstrap",
+                "not-a-multiaddr",
+                "run",
+            ][..],
+            &["native-node", "listener", "--namespace", ""],
+            &["native-node", "bootstrap", "--report-interval", "soon"],
+            &["native-node", "localnet", "--nodes", "0"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+}

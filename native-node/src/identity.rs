@@ -1,0 +1,178 @@
+//! The node's persistent identity: an Ed25519 key in a file.
+//!
+//! The file holds the key in libp2p's protobuf encoding. A missing file is
+//! created with owner-only permissions; an unreadable or corrupt one is an
+//! error, never silently replaced, because a new key means a new peer id and
+//! every address others saved for this node would stop working.
+
+use std::{
+    fs, io,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use libp2p::identity::Keypair;
+
+/// Why the identity could not be loaded.
+#[derive(Debug)]
+pub(crate) enum IdentityError {
+    Unreadable { path: PathBuf, source: io::Error },
+    Corrupt { path: PathBuf, reason: String },
+    Create { path: PathBuf, source: io::Error },
+}
+
+impl std::fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdentityError::Unreadable { path, source } => {
+                write!(
+                    f,
+                    "cannot read the identity key file {}: {source}",
+                    path.display()
+                )
+            }
+            IdentityError::Corrupt { path, reason } => write!(
+                f,
+                "the identity key file {} is not a valid key ({reason}); refusing to replace it with a new identity. \
+                 Restore it from a backup, or delete it to start over under a new peer id",
+                path.display()
+            ),
+            IdentityError::Create { path, source } => {
+                write!(
+                    f,
+                    "cannot create the identity key file {}: {source}",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for IdentityError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            IdentityError::Unreadable { source, .. } | IdentityError::Create { source, .. } => {
+                Some(source)
+            }
+            IdentityError::Corrupt { .. } => None,
+        }
+    }
+}
+
+/// Loads the key at `path`, creating it (and its directory) if missing.
+/// Returns the key and whether it was created now.
+pub(crate) fn load_or_create(path: &Path) -> Result<(Keypair, bool), IdentityError> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let keypair =
+                Keypair::from_protobuf_encoding(&bytes).map_err(|e| IdentityError::Corrupt {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                })?;
+            warn_if_exposed(path);
+            Ok((keypair, false))
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            let keypair = Keypair::generate_ed25519();
+            write_new(path, &keypair).map_err(|source| IdentityError::Create {
+                path: path.to_owned(),
+                source,
+            })?;
+            Ok((keypair, true))
+        }
+        Err(source) => Err(IdentityError::Unreadable {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn write_new(path: &Path, keypair: &Keypair) -> io::Result<()> {
+    let bytes = keypair
+        .to_protobuf_encoding()
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
+    }
+    let mut options = fs::OpenOptions::new();
+    // `create_new`: never truncate a key that appeared in the meantime.
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(&bytes)?;
+    file.sync_all()
+}
+
+fn warn_if_exposed(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                "the identity key file is readable by other users; `chmod 600` it"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("ns-dht-identity-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn a_missing_key_is_created_private_and_then_reused() {
+        let dir = temp_dir("create");
+        let path = dir.join("nested/identity.key");
+        let (first, created) = load_or_create(&path).unwrap();
+        assert!(created);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let (second, created) = load_or_create(&path).unwrap();
+        assert!(!created);
+        assert_eq!(first.public().to_peer_id(), second.public().to_peer_id());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_key_is_an_error_and_is_left_alone() {
+        let dir = temp_dir("corrupt");
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("identity.key");
+        fs::write(&path, b"not a key").unwrap();
+        let error = load_or_create(&path).unwrap_err();
+        assert!(matches!(error, IdentityError::Corrupt { .. }));
+        assert!(error.to_string().contains("refusing to replace it"));
+        assert_eq!(fs::read(&path).unwrap(), b"not a key");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_unreadable_key_is_an_error() {
+        let dir = temp_dir("unreadable");
+        fs::create_dir_all(dir.join("identity.key")).unwrap();
+        let error = load_or_create(&dir.join("identity.key")).unwrap_err();
+        assert!(matches!(error, IdentityError::Unreadable { .. }), "{error}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Sets up what the tests need on a fresh machine, then runs every check and
+# every test: formatting, lints (host and wasm32), docs, the runtime-free
+# proof for dht-core, unit, integration and process tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# shellcheck source=scripts/setup.sh
+source scripts/setup.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "formatting"
+cargo fmt --all --check
+
+step "clippy (host)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "clippy (wasm32)"
+cargo clippy -p dht-core --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
+
+step "dht-core depends on no async runtime"
+if cargo tree -p dht-core -e normal --locked | grep -Ei '\b(tokio|async-std|async-io|smol)\b'; then
+  echo "dht-core must not depend on an async runtime" >&2
+  exit 1
+fi
+
+step "dht-core builds for wasm32-unknown-unknown"
+cargo build -p dht-core --target wasm32-unknown-unknown --locked
+
+step "docs (broken links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+step "native-node binary for the process tests"
+cargo build -p native-node --locked
+
+step "tests"
+cargo test --workspace --locked

@@ -1,0 +1,269 @@
+//! Real `native-node` processes on loopback, driven through their `--json`
+//! output.
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{
+        Arc, Mutex,
+        mpsc::{Receiver, RecvTimeoutError, channel},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// The `native-node` binary built alongside the tests.
+pub fn native_node() -> PathBuf {
+    let path = crate::target_dir().join(format!("native-node{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build -p native-node` (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+/// A running `native-node` whose stdout JSON lines are collected.
+pub struct NodeProcess {
+    pub name: String,
+    child: Child,
+    lines: Receiver<Value>,
+    seen: Vec<Value>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl NodeProcess {
+    /// Starts `native-node --json ARGS`. The environment is cleared of
+    /// `DHT_BOOTSTRAP` so the test says everything the node knows.
+    pub fn start(name: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(native_node())
+            .arg("--json")
+            .args(args)
+            .env_remove("DHT_BOOTSTRAP")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("native-node starts");
+        let (sender, lines) = channel();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(value) => {
+                        if sender.send(value).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => panic!("native-node printed a line that is not JSON: {line}"),
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut stream = child.stderr.take().expect("stderr is piped");
+        let sink = stderr.clone();
+        thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut log) = sink.lock() {
+                    log.push_str(&String::from_utf8_lossy(&buffer[..n]));
+                }
+            }
+        });
+        Self {
+            name: name.to_owned(),
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// The next line (seen before or new) for which `matches` holds, waiting
+    /// up to `limit`; fails the test with the node's log otherwise.
+    pub fn wait_for(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Value {
+        if let Some(position) = self.seen.iter().position(&matches) {
+            return self.seen.remove(position);
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(value) if matches(&value) => return value,
+                Ok(value) => self.seen.push(value),
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "{}: timed out waiting for {what}\n{}",
+                    self.name,
+                    self.log_tail()
+                ),
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "{}: exited while waiting for {what}\n{}",
+                        self.name,
+                        self.log_tail()
+                    )
+                }
+            }
+        }
+    }
+
+    /// Every line that arrives within `duration`, plus those seen but unused.
+    pub fn drain(&mut self, duration: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + duration;
+        while let Ok(value) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(value);
+        }
+        std::mem::take(&mut self.seen)
+    }
+
+    /// The `started` line: peer id and dialable addresses.
+    pub fn started(&mut self) -> Started {
+        let line = self.wait_for(Duration::from_secs(20), "the start-up line", |v| {
+            v["type"] == "started"
+        });
+        let addresses = line["addresses"]
+            .as_array()
+            .expect("addresses")
+            .iter()
+            .map(|a| a.as_str().expect("address is a string").to_owned())
+            .collect();
+        Started {
+            peer_id: line["peer_id"].as_str().expect("peer id").to_owned(),
+            addresses,
+        }
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.wait_exit(Duration::from_secs(10))
+    }
+
+    /// Kills the process outright, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("process status") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "{}: did not exit within {limit:?}\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last lines of the node's log.
+    pub fn log_tail(&self) -> String {
+        let log = self.stderr.lock().map(|l| l.clone()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// The whole log so far.
+    pub fn log(&self) -> String {
+        self.stderr.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for NodeProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeProcess")
+            .field("name", &self.name)
+            .field("pid", &self.child.id())
+            .finish()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a node printed when it started.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub peer_id: String,
+    pub addresses: Vec<String>,
+}
+
+impl Started {
+    /// The first address over the given transport: `tcp`, `quic-v1` or `ws`.
+    pub fn address(&self, transport: &str) -> String {
+        self.addresses
+            .iter()
+            .find(|a| match transport {
+                "tcp" => a.contains("/tcp/") && !a.contains("/ws"),
+                other => a.contains(&format!("/{other}/")),
+            })
+            .unwrap_or_else(|| panic!("no {transport} address in {:?}", self.addresses))
+            .clone()
+    }
+}
+
+/// Runs `native-node ARGS` to completion and returns its status, stdout and
+/// stderr.
+pub fn run_once(args: &[&str]) -> (ExitStatus, String, String) {
+    let output = Command::new(native_node())
+        .args(args)
+        .env_remove("DHT_BOOTSTRAP")
+        .stdin(Stdio::null())
+        .output()
+        .expect("native-node runs");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A port that was free a moment ago on 127.0.0.1, for TCP and UDP both.
+pub fn free_port() -> u16 {
+    for _ in 0..50 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = tcp.local_addr().expect("address").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP");
+}
+
+/// A fresh directory under the system's temporary directory.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ns-dht-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    dir
+}

@@ -1,0 +1,327 @@
+//! The `native-node` binary as real processes on 127.0.0.1: a bootstrap,
+//! listeners and dialers over TCP and over QUIC, crashes and restarts, and
+//! bad input.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use dht_tests::process::{NodeProcess, free_port, run_once, temp_dir};
+use serde_json::Value;
+
+const LONG: Duration = Duration::from_secs(40);
+
+fn bootstrap(name: &str, key_file: &str, listen: &[String]) -> NodeProcess {
+    let mut args = vec![
+        "bootstrap",
+        "--key-file",
+        key_file,
+        "--report-interval",
+        "0",
+    ];
+    for address in listen {
+        args.extend(["--listen", address.as_str()]);
+    }
+    NodeProcess::start(name, &args)
+}
+
+fn member(role: &str, name: &str, bootstrap: &str, listen: &str) -> NodeProcess {
+    let mut args = vec![
+        role,
+        "--namespace",
+        "chat",
+        "--bootstrap",
+        bootstrap,
+        "--listen",
+        listen,
+    ];
+    if role == "dialer" {
+        args.extend(["--discover-interval", "1s"]);
+    }
+    NodeProcess::start(name, &args)
+}
+
+fn is_link(event: &Value, peer: &str) -> bool {
+    event["type"] == "namespace-linked" && event["peer"] == peer
+}
+
+/// Dialers find every listener through the namespace and link to it, over
+/// the given transport alone; a crashed listener is noticed and the other
+/// links stay up.
+fn listeners_and_dialers_over(transport: &str, listen: &str) {
+    let dir = temp_dir(&format!("members-{transport}"));
+    let key = dir.join("bootstrap.key");
+    let mut boot = bootstrap(
+        &format!("bootstrap-{transport}"),
+        key.to_str().expect("utf-8 path"),
+        &[listen.to_owned()],
+    );
+    let boot_address = boot.started().address(transport);
+
+    let mut listeners: Vec<NodeProcess> = (0..3)
+        .map(|i| member("listener", &format!("listener-{i}"), &boot_address, listen))
+        .collect();
+    let started: Vec<_> = listeners.iter_mut().map(|l| l.started()).collect();
+    let listener_ids: Vec<String> = started.iter().map(|s| s.peer_id.clone()).collect();
+    for node in &started {
+        assert!(
+            node.addresses.iter().all(|a| a.contains(transport)),
+            "only {transport}: {:?}",
+            node.addresses
+        );
+    }
+    let mut dialers: Vec<NodeProcess> = (0..2)
+        .map(|i| member("dialer", &format!("dialer-{i}"), &boot_address, listen))
+        .collect();
+
+    for dialer in &mut dialers {
+        for id in &listener_ids {
+            let link = dialer.wait_for(LONG, &format!("a link to listener {id}"), |e| {
+                is_link(e, id)
+            });
+            assert_eq!(link["role"], "listener");
+            assert_eq!(link["outbound"], true);
+        }
+    }
+
+    // Crash one listener: every dialer notices, and keeps the other links.
+    let crashed = listener_ids[0].clone();
+    listeners[0].kill();
+    for dialer in &mut dialers {
+        let lost = dialer.wait_for(LONG, "the crashed listener's link to end", |e| {
+            e["type"] == "namespace-link-lost" && e["peer"] == crashed.as_str()
+        });
+        assert_eq!(lost["namespace"], "chat");
+        let later = dialer.drain(Duration::from_secs(3));
+        for event in later {
+            assert!(
+                !(event["type"] == "namespace-link-lost" && event["peer"] != crashed.as_str()),
+                "{}: another link was disturbed: {event}",
+                dialer.name
+            );
+        }
+    }
+    for (listener, id) in listeners.iter_mut().zip(&listener_ids).skip(1) {
+        // The survivors still answer the dialers' heartbeats.
+        assert!(
+            listener.log().contains("accepted a namespace peer"),
+            "{id} accepted dialers"
+        );
+    }
+    assert!(
+        boot.terminate().success(),
+        "the bootstrap stops cleanly on SIGTERM"
+    );
+}
+
+#[test]
+fn listeners_and_dialers_find_each_other_over_tcp() {
+    listeners_and_dialers_over("tcp", "/ip4/127.0.0.1/tcp/0");
+}
+
+#[test]
+fn listeners_and_dialers_find_each_other_over_quic() {
+    listeners_and_dialers_over("quic-v1", "/ip4/127.0.0.1/udp/0/quic-v1");
+}
+
+/// A restarted bootstrap keeps its peer id and address, and the nodes that
+/// lost it reconnect on their own.
+#[test]
+fn a_restarted_bootstrap_keeps_its_identity_and_its_peers_come_back() {
+    let dir = temp_dir("restart");
+    let key = dir.join("bootstrap.key");
+    let key = key.to_str().expect("utf-8 path");
+    let port = free_port();
+    let listen = vec![format!("/ip4/127.0.0.1/tcp/{port}")];
+
+    let mut boot = bootstrap("bootstrap", key, &listen);
+    let first = boot.started();
+    let address = first.address("tcp");
+    let mut listener = member("listener", "listener", &address, "/ip4/127.0.0.1/tcp/0");
+    listener.wait_for(LONG, "the first connection", |e| {
+        e["type"] == "bootstrap-peer-connected"
+    });
+
+    assert!(boot.terminate().success());
+    listener.wait_for(LONG, "the loss of the bootstrap", |e| {
+        e["type"] == "bootstrap-peer-lost"
+    });
+
+    let mut again = bootstrap("bootstrap-again", key, &listen);
+    let second = again.started();
+    assert_eq!(
+        second.peer_id, first.peer_id,
+        "same identity after a restart"
+    );
+    assert_eq!(
+        second.address("tcp"),
+        address,
+        "same address after a restart"
+    );
+
+    listener.wait_for(LONG, "the reconnection", |e| {
+        e["type"] == "bootstrap-peer-connected"
+    });
+    // The restarted bootstrap learns the listener's registration again.
+    again.wait_for(LONG, "the listener's registration", |e| {
+        e["type"] == "registration-stored"
+    });
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_never_a_panic() {
+    let dir = temp_dir("bad-input");
+    let corrupt = dir.join("corrupt.key");
+    std::fs::write(&corrupt, b"certainly not a key").expect("write");
+    let unreadable = dir.join("a-directory.key");
+    std::fs::create_dir_all(&unreadable).expect("mkdir");
+    let big = "x".repeat(70_000);
+    let corrupt = corrupt.to_str().expect("utf-8");
+    let unreadable = unreadable.to_str().expect("utf-8");
+    let boot = "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWEPTK1qWbbdU13mQGfXcFZ1RYofvEFje7quTUWHvhGKC6";
+
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec!["client", "--bootstrap", "/ip4/not-an-ip/tcp/1", "get", "k"],
+            2,
+            "invalid value",
+        ),
+        (
+            vec!["client", "--bootstrap", "/ip4/127.0.0.1/tcp/1", "get", "k"],
+            2,
+            "does not end in /p2p/",
+        ),
+        (
+            vec!["listener", "--namespace", "", "--bootstrap", boot],
+            2,
+            "namespace name is empty",
+        ),
+        (
+            vec!["client", "--bootstrap", boot, "put", "k", &big],
+            2,
+            "the limit is 65536",
+        ),
+        (
+            vec!["bootstrap", "--key-file", corrupt, "--port", "0"],
+            3,
+            "not a valid key",
+        ),
+        (
+            vec!["bootstrap", "--key-file", unreadable, "--port", "0"],
+            3,
+            "cannot read the identity key file",
+        ),
+        (vec!["client", "get", "k"], 2, "pass --bootstrap"),
+        (
+            vec![
+                "client",
+                "--bootstrap",
+                boot,
+                "--listen",
+                "/dns4/example.org/tcp/1",
+                "get",
+                "k",
+            ],
+            1,
+            "cannot listen",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let (status, _, stderr) = run_once(&args);
+        assert_eq!(status.code(), Some(code), "{args:?}\n{stderr}");
+        assert!(
+            stderr.contains(message),
+            "{args:?}: expected {message:?} in\n{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
+    }
+    // The corrupt key was left as it was.
+    assert_eq!(
+        std::fs::read(corrupt).expect("read"),
+        b"certainly not a key"
+    );
+}
+
+/// A client that cannot reach any bootstrap says so and exits with status 1
+/// after its join timeout, instead of hanging.
+#[test]
+fn an_unreachable_bootstrap_fails_the_client_in_time() {
+    let port = free_port();
+    let boot = format!(
+        "/ip4/127.0.0.1/tcp/{port}/p2p/12D3KooWEPTK1qWbbdU13mQGfXcFZ1RYofvEFje7quTUWHvhGKC6"
+    );
+    let (status, _, stderr) = run_once(&[
+        "client",
+        "--bootstrap",
+        &boot,
+        "--join-timeout",
+        "2s",
+        "get",
+        "k",
+    ]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("could not join the DHT"), "{stderr}");
+}
+
+/// The client helper stores and reads records for a script, with the exit
+/// status telling a missing record apart.
+#[test]
+fn the_client_helper_puts_and_gets_for_scripts() {
+    let dir = temp_dir("client");
+    let key = dir.join("bootstrap.key");
+    let mut boot = bootstrap(
+        "bootstrap",
+        key.to_str().expect("utf-8"),
+        &["/ip4/127.0.0.1/tcp/0".to_owned()],
+    );
+    let address = boot.started().address("tcp");
+    // A few ordinary nodes so records have somewhere to go.
+    let _nodes: Vec<NodeProcess> = (0..3)
+        .map(|i| {
+            NodeProcess::start(
+                &format!("node-{i}"),
+                &["client", "--bootstrap", &address, "run"],
+            )
+        })
+        .collect();
+
+    let (status, stdout, stderr) = run_once(&[
+        "client",
+        "--bootstrap",
+        &address,
+        "put",
+        "greeting",
+        "hello",
+    ]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.starts_with("stored greeting"), "{stdout}");
+
+    let (status, stdout, stderr) =
+        run_once(&["client", "--bootstrap", &address, "get", "greeting"]);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout, "hello");
+
+    let (status, _, stderr) = run_once(&["client", "--bootstrap", &address, "get", "no-such-key"]);
+    assert_eq!(status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("was not found"), "{stderr}");
+
+    let (status, stdout, _) = run_once(&[
+        "--json",
+        "client",
+        "--bootstrap",
+        &address,
+        "closest",
+        "greeting",
+    ]);
+    assert!(status.success());
+    let closest: Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    let peers: BTreeSet<&str> = closest["peers"]
+        .as_array()
+        .expect("peers")
+        .iter()
+        .map(|p| p["peer_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        peers.len(),
+        4,
+        "the bootstrap and the three nodes: {closest}"
+    );
+}

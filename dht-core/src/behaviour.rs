@@ -14,7 +14,7 @@ use libp2p::{
 use crate::{
     config::{Config, IDENTIFY_PROTOCOL_VERSION},
     keep_alive,
-    namespace::{HandshakeCodec, NAMESPACE_PROTOCOL},
+    namespace::{NAMESPACE_PROTOCOL, NamespaceCodec},
     record::Store,
 };
 
@@ -31,7 +31,7 @@ pub struct Behaviour {
     pub(crate) kad: kad::Behaviour<Store>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
-    pub(crate) namespace: request_response::Behaviour<HandshakeCodec>,
+    pub(crate) namespace: request_response::Behaviour<NamespaceCodec>,
     pub(crate) keep_alive: keep_alive::Behaviour,
 }
 
@@ -66,7 +66,7 @@ impl Behaviour {
         );
 
         let namespace = request_response::Behaviour::with_codec(
-            HandshakeCodec,
+            NamespaceCodec,
             [(NAMESPACE_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(config.handshake_timeout)

@@ -8,13 +8,17 @@ use crate::{namespace::Namespace, role::RoleKind};
 /// [`crate::NodeHandle::subscribe`].
 ///
 /// With the `serde` feature events serialize as objects tagged by `type`
-/// (kebab-case), with peer ids, addresses and namespaces as strings and record
+/// (kebab-case) with camelCase fields, with peer ids, addresses and namespaces as strings and record
 /// keys as text or `0x`-hex.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize),
-    serde(tag = "type", rename_all = "kebab-case")
+    serde(
+        tag = "type",
+        rename_all = "kebab-case",
+        rename_all_fields = "camelCase"
+    )
 )]
 #[non_exhaustive]
 pub enum Event {

@@ -33,7 +33,11 @@ use crate::{
 
 /// A peer and the addresses it can be dialed at.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "camelCase")
+)]
 pub struct PeerAddresses {
     /// The peer.
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
@@ -46,7 +50,11 @@ pub struct PeerAddresses {
 
 /// What a lookup cost, from Kademlia's query statistics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "camelCase")
+)]
 pub struct QueryStats {
     /// Requests sent.
     pub requests: u32,
@@ -57,7 +65,7 @@ pub struct QueryStats {
     /// Time from start to end.
     #[cfg_attr(
         feature = "serde",
-        serde(rename = "duration_ms", serialize_with = "ser::duration_ms_opt")
+        serde(rename = "durationMs", serialize_with = "ser::duration_ms_opt")
     )]
     pub duration: Option<Duration>,
 }
@@ -75,7 +83,11 @@ impl From<&kad::QueryStats> for QueryStats {
 
 /// A successful write.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "camelCase")
+)]
 pub struct PutRecordOk {
     /// The key written.
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::key"))]
@@ -86,7 +98,11 @@ pub struct PutRecordOk {
 
 /// A successful read.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "camelCase")
+)]
 pub struct GetRecordOk {
     /// The key read.
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::key"))]

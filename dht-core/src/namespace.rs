@@ -16,24 +16,27 @@
 //!
 //! # Discovery
 //!
-//! Discovery is a provider lookup for the key. Kademlia forgets the addresses
-//! that come with provider records once the lookup ends, so the node resolves
-//! the addresses of each provider from its routing table and the peers it has
-//! identified, and, for the rest, by a lookup of the provider's own peer id.
+//! Discovery looks up the `k` peers closest to the namespace key and asks
+//! each, on [`NAMESPACE_PROTOCOL`], for the registrations it stores
+//! ([`NamespaceRequest::Members`]), with the addresses they were announced
+//! with. Kademlia's own provider lookup is not used for this: it forgets those
+//! addresses once the lookup ends, and it leaves out members nobody can dial
+//! (browser tabs), which are members all the same.
 //!
 //! # Handshake
 //!
 //! A dialer that connects to a discovered peer sends a [`Hello`] naming the
-//! namespace on [`NAMESPACE_PROTOCOL`]; the peer answers [`HelloReply::Welcome`]
-//! only if it is registered in that namespace, which turns a possibly stale
-//! registration into a confirmed link. The exchange repeats as a heartbeat.
+//! namespace; the peer answers [`NamespaceResponse::Welcome`] only if it is
+//! registered in that namespace, which turns a possibly stale (or forged)
+//! entry of a members list into a confirmed link. The exchange repeats as a
+//! heartbeat.
 
 use std::{fmt, io, str::FromStr};
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use libp2p::{StreamProtocol, kad::RecordKey, request_response};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, kad::RecordKey, request_response};
 
-use crate::{error::NamespaceError, role::RoleKind};
+use crate::{error::NamespaceError, handle::PeerAddresses, role::RoleKind};
 
 /// The longest namespace name, in bytes of UTF-8.
 pub const MAX_NAMESPACE_LEN: usize = 128;
@@ -123,9 +126,22 @@ pub struct Hello {
     pub role: RoleKind,
 }
 
-/// The answer to a [`Hello`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HelloReply {
+/// A request on [`NAMESPACE_PROTOCOL`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamespaceRequest {
+    /// Asks the peer to confirm it is registered in the namespace.
+    Hello(Hello),
+    /// Asks the peer for the registrations of a namespace it stores (it is
+    /// one of the `k` peers closest to the namespace key).
+    Members {
+        /// The namespace.
+        namespace: Namespace,
+    },
+}
+
+/// The answer to a [`NamespaceRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamespaceResponse {
     /// The peer is registered in the namespace and accepts the link.
     Welcome {
         /// What the answering peer is.
@@ -133,67 +149,182 @@ pub enum HelloReply {
     },
     /// The peer is not (or no longer) registered in the namespace.
     NotRegistered,
+    /// The live registrations the peer stores, at most
+    /// [`MAX_MEMBERS_PER_REPLY`], each with at most
+    /// [`MAX_ADDRESSES_PER_MEMBER`] addresses.
+    Members(Vec<PeerAddresses>),
 }
 
-/// Wire format of the handshake, bounded on every read.
+/// Members sent in one [`NamespaceResponse::Members`] at most.
+pub const MAX_MEMBERS_PER_REPLY: usize = 256;
+
+/// Addresses sent per member at most.
+pub const MAX_ADDRESSES_PER_MEMBER: usize = 8;
+
+/// Longest peer id or address accepted on the wire, in bytes.
+const MAX_ITEM_LEN: usize = 255;
+
+/// Wire format of the namespace protocol, bounded on every read. Every
+/// message starts with a version byte and a kind byte.
 ///
 /// ```text
-/// request:  [version = 1] [role] [name length: 1..=128] [name: UTF-8]
-/// response: [version = 1] [status: 0 welcome | 1 not registered] [role]
+/// hello:          [1] [0] [role] [name length 1..=128] [name]
+/// members:        [1] [1] [name length 1..=128] [name]
+/// welcome:        [1] [0] [role]
+/// not registered: [1] [1]
+/// members reply:  [1] [2] [count: u16 BE, <= 256] count x
+///                   ([peer id length] [peer id] [address count <= 8] address count x ([length] [address]))
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
-pub struct HandshakeCodec;
+pub struct NamespaceCodec;
 
 fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.into())
 }
 
-impl request_response::Codec for HandshakeCodec {
-    type Protocol = StreamProtocol;
-    type Request = Hello;
-    type Response = HelloReply;
+async fn read_u8<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<u8> {
+    let mut byte = [0u8; 1];
+    io.read_exact(&mut byte).await?;
+    Ok(byte[0])
+}
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Hello>
+async fn read_bytes<T: AsyncRead + Unpin>(io: &mut T, len: usize) -> io::Result<Vec<u8>> {
+    let mut bytes = vec![0u8; len];
+    io.read_exact(&mut bytes).await?;
+    Ok(bytes)
+}
+
+async fn read_version_and_kind<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<u8> {
+    let version = read_u8(io).await?;
+    if version != WIRE_VERSION {
+        return Err(invalid(format!(
+            "unsupported namespace protocol version {version}"
+        )));
+    }
+    read_u8(io).await
+}
+
+async fn read_role<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<RoleKind> {
+    let role = read_u8(io).await?;
+    RoleKind::from_wire(role).ok_or_else(|| invalid(format!("unknown role byte {role}")))
+}
+
+async fn read_namespace<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<Namespace> {
+    let len = usize::from(read_u8(io).await?);
+    if len == 0 || len > MAX_NAMESPACE_LEN {
+        return Err(invalid(format!("namespace length {len} out of range")));
+    }
+    let name = String::from_utf8(read_bytes(io, len).await?)
+        .map_err(|_| invalid("namespace is not UTF-8"))?;
+    Namespace::new(name).map_err(|e| invalid(e.to_string()))
+}
+
+fn write_namespace(message: &mut Vec<u8>, namespace: &Namespace) -> io::Result<()> {
+    let name = namespace.as_str().as_bytes();
+    let len = u8::try_from(name.len()).map_err(|_| invalid("namespace too long"))?;
+    message.push(len);
+    message.extend_from_slice(name);
+    Ok(())
+}
+
+async fn read_members<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<Vec<PeerAddresses>> {
+    let mut count = [0u8; 2];
+    io.read_exact(&mut count).await?;
+    let count = usize::from(u16::from_be_bytes(count));
+    if count > MAX_MEMBERS_PER_REPLY {
+        return Err(invalid(format!(
+            "{count} members in one reply, above {MAX_MEMBERS_PER_REPLY}"
+        )));
+    }
+    let mut members = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = usize::from(read_u8(io).await?);
+        let peer_id = PeerId::from_bytes(&read_bytes(io, len).await?)
+            .map_err(|e| invalid(format!("bad peer id: {e}")))?;
+        let addresses_len = usize::from(read_u8(io).await?);
+        if addresses_len > MAX_ADDRESSES_PER_MEMBER {
+            return Err(invalid(format!("{addresses_len} addresses for one member")));
+        }
+        let mut addresses = Vec::with_capacity(addresses_len);
+        for _ in 0..addresses_len {
+            let len = usize::from(read_u8(io).await?);
+            let address = Multiaddr::try_from(read_bytes(io, len).await?)
+                .map_err(|e| invalid(format!("bad address: {e}")))?;
+            addresses.push(address);
+        }
+        members.push(PeerAddresses { peer_id, addresses });
+    }
+    Ok(members)
+}
+
+fn write_members(message: &mut Vec<u8>, members: &[PeerAddresses]) {
+    let members: Vec<&PeerAddresses> = members
+        .iter()
+        .filter(|m| m.peer_id.to_bytes().len() <= MAX_ITEM_LEN)
+        .take(MAX_MEMBERS_PER_REPLY)
+        .collect();
+    let count = u16::try_from(members.len()).unwrap_or(u16::MAX);
+    message.extend_from_slice(&count.to_be_bytes());
+    for member in members {
+        let id = member.peer_id.to_bytes();
+        message.push(id.len() as u8);
+        message.extend_from_slice(&id);
+        let addresses: Vec<Vec<u8>> = member
+            .addresses
+            .iter()
+            .map(|a| a.to_vec())
+            .filter(|a| a.len() <= MAX_ITEM_LEN)
+            .take(MAX_ADDRESSES_PER_MEMBER)
+            .collect();
+        message.push(addresses.len() as u8);
+        for address in addresses {
+            message.push(address.len() as u8);
+            message.extend_from_slice(&address);
+        }
+    }
+}
+
+impl request_response::Codec for NamespaceCodec {
+    type Protocol = StreamProtocol;
+    type Request = NamespaceRequest;
+    type Response = NamespaceResponse;
+
+    async fn read_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<NamespaceRequest>
     where
         T: AsyncRead + Unpin + Send,
     {
-        let mut header = [0u8; 3];
-        io.read_exact(&mut header).await?;
-        let [version, role, len] = header;
-        if version != WIRE_VERSION {
-            return Err(invalid(format!("unsupported handshake version {version}")));
+        match read_version_and_kind(io).await? {
+            0 => {
+                let role = read_role(io).await?;
+                let namespace = read_namespace(io).await?;
+                Ok(NamespaceRequest::Hello(Hello { namespace, role }))
+            }
+            1 => Ok(NamespaceRequest::Members {
+                namespace: read_namespace(io).await?,
+            }),
+            other => Err(invalid(format!("unknown request kind {other}"))),
         }
-        let role = RoleKind::from_wire(role)
-            .ok_or_else(|| invalid(format!("unknown role byte {role}")))?;
-        let len = usize::from(len);
-        if len == 0 || len > MAX_NAMESPACE_LEN {
-            return Err(invalid(format!("namespace length {len} out of range")));
-        }
-        let mut name = vec![0u8; len];
-        io.read_exact(&mut name).await?;
-        let name = String::from_utf8(name).map_err(|_| invalid("namespace is not UTF-8"))?;
-        let namespace = Namespace::new(name).map_err(|e| invalid(e.to_string()))?;
-        Ok(Hello { namespace, role })
     }
 
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<HelloReply>
+    async fn read_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<NamespaceResponse>
     where
         T: AsyncRead + Unpin + Send,
     {
-        let mut message = [0u8; 3];
-        io.read_exact(&mut message).await?;
-        let [version, status, role] = message;
-        if version != WIRE_VERSION {
-            return Err(invalid(format!("unsupported handshake version {version}")));
-        }
-        match status {
-            0 => {
-                let role = RoleKind::from_wire(role)
-                    .ok_or_else(|| invalid(format!("unknown role byte {role}")))?;
-                Ok(HelloReply::Welcome { role })
-            }
-            1 => Ok(HelloReply::NotRegistered),
-            other => Err(invalid(format!("unknown handshake status {other}"))),
+        match read_version_and_kind(io).await? {
+            0 => Ok(NamespaceResponse::Welcome {
+                role: read_role(io).await?,
+            }),
+            1 => Ok(NamespaceResponse::NotRegistered),
+            2 => Ok(NamespaceResponse::Members(read_members(io).await?)),
+            other => Err(invalid(format!("unknown response kind {other}"))),
         }
     }
 
@@ -201,16 +332,22 @@ impl request_response::Codec for HandshakeCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        hello: Hello,
+        request: NamespaceRequest,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let name = hello.namespace.as_str().as_bytes();
-        let len = u8::try_from(name.len()).map_err(|_| invalid("namespace too long"))?;
-        let mut message = Vec::with_capacity(3 + name.len());
-        message.extend_from_slice(&[WIRE_VERSION, hello.role.to_wire(), len]);
-        message.extend_from_slice(name);
+        let mut message = vec![WIRE_VERSION];
+        match request {
+            NamespaceRequest::Hello(hello) => {
+                message.extend_from_slice(&[0, hello.role.to_wire()]);
+                write_namespace(&mut message, &hello.namespace)?;
+            }
+            NamespaceRequest::Members { namespace } => {
+                message.push(1);
+                write_namespace(&mut message, &namespace)?;
+            }
+        }
         io.write_all(&message).await?;
         io.close().await
     }
@@ -219,15 +356,20 @@ impl request_response::Codec for HandshakeCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        reply: HelloReply,
+        response: NamespaceResponse,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let message = match reply {
-            HelloReply::Welcome { role } => [WIRE_VERSION, 0, role.to_wire()],
-            HelloReply::NotRegistered => [WIRE_VERSION, 1, 0],
-        };
+        let mut message = vec![WIRE_VERSION];
+        match response {
+            NamespaceResponse::Welcome { role } => message.extend_from_slice(&[0, role.to_wire()]),
+            NamespaceResponse::NotRegistered => message.push(1),
+            NamespaceResponse::Members(members) => {
+                message.push(2);
+                write_members(&mut message, &members);
+            }
+        }
         io.write_all(&message).await?;
         io.close().await
     }
@@ -275,60 +417,132 @@ mod tests {
         );
     }
 
-    #[test]
-    fn handshake_round_trips() {
-        let protocol = NAMESPACE_PROTOCOL;
-        let hello = Hello {
-            namespace: Namespace::new("games").unwrap(),
-            role: RoleKind::Dialer,
-        };
+    async fn round_trip_request(request: NamespaceRequest) -> NamespaceRequest {
         let mut wire = Cursor::new(Vec::new());
-        block_on(HandshakeCodec.write_request(&protocol, &mut wire, hello.clone())).unwrap();
+        NamespaceCodec
+            .write_request(&NAMESPACE_PROTOCOL, &mut wire, request)
+            .await
+            .unwrap();
         let mut wire = Cursor::new(wire.into_inner());
-        assert_eq!(
-            block_on(HandshakeCodec.read_request(&protocol, &mut wire)).unwrap(),
-            hello
-        );
+        NamespaceCodec
+            .read_request(&NAMESPACE_PROTOCOL, &mut wire)
+            .await
+            .unwrap()
+    }
 
-        for reply in [
-            HelloReply::Welcome {
-                role: RoleKind::Listener,
-            },
-            HelloReply::NotRegistered,
-        ] {
-            let mut wire = Cursor::new(Vec::new());
-            block_on(HandshakeCodec.write_response(&protocol, &mut wire, reply)).unwrap();
-            let mut wire = Cursor::new(wire.into_inner());
-            assert_eq!(
-                block_on(HandshakeCodec.read_response(&protocol, &mut wire)).unwrap(),
-                reply
+    async fn round_trip_response(response: NamespaceResponse) -> NamespaceResponse {
+        let mut wire = Cursor::new(Vec::new());
+        NamespaceCodec
+            .write_response(&NAMESPACE_PROTOCOL, &mut wire, response)
+            .await
+            .unwrap();
+        let mut wire = Cursor::new(wire.into_inner());
+        NamespaceCodec
+            .read_response(&NAMESPACE_PROTOCOL, &mut wire)
+            .await
+            .unwrap()
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        block_on(async {
+            let namespace = Namespace::new("games").unwrap();
+            for request in [
+                NamespaceRequest::Hello(Hello {
+                    namespace: namespace.clone(),
+                    role: RoleKind::Dialer,
+                }),
+                NamespaceRequest::Members {
+                    namespace: namespace.clone(),
+                },
+            ] {
+                assert_eq!(round_trip_request(request.clone()).await, request);
+            }
+            let member = PeerAddresses {
+                peer_id: PeerId::random(),
+                addresses: vec![
+                    "/ip4/127.0.0.1/tcp/4001".parse().unwrap(),
+                    "/ip4/127.0.0.1/udp/4001/quic-v1".parse().unwrap(),
+                ],
+            };
+            let tab = PeerAddresses {
+                peer_id: PeerId::random(),
+                addresses: vec![],
+            };
+            for response in [
+                NamespaceResponse::Welcome {
+                    role: RoleKind::Listener,
+                },
+                NamespaceResponse::NotRegistered,
+                NamespaceResponse::Members(vec![]),
+                NamespaceResponse::Members(vec![member, tab]),
+            ] {
+                assert_eq!(round_trip_response(response.clone()).await, response);
+            }
+        });
+    }
+
+    #[test]
+    fn replies_are_cut_to_the_limits_when_written() {
+        block_on(async {
+            let many: Vec<PeerAddresses> = (0..MAX_MEMBERS_PER_REPLY + 10)
+                .map(|_| PeerAddresses {
+                    peer_id: PeerId::random(),
+                    addresses: vec![
+                        "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+                        MAX_ADDRESSES_PER_MEMBER + 3
+                    ],
+                })
+                .collect();
+            let NamespaceResponse::Members(read) =
+                round_trip_response(NamespaceResponse::Members(many)).await
+            else {
+                panic!("members");
+            };
+            assert_eq!(read.len(), MAX_MEMBERS_PER_REPLY);
+            assert!(
+                read.iter()
+                    .all(|m| m.addresses.len() == MAX_ADDRESSES_PER_MEMBER)
             );
-        }
+        });
     }
 
     #[test]
     fn garbage_from_a_peer_is_an_error_not_a_panic() {
         let protocol = NAMESPACE_PROTOCOL;
-        let cases: &[&[u8]] = &[
+        let requests: &[&[u8]] = &[
             b"",                    // nothing at all
-            &[9, 2, 1, b'a'],       // unknown version
-            &[1, 99, 1, b'a'],      // unknown role
-            &[1, 2, 0],             // empty name
-            &[1, 2, 200],           // length above the maximum
-            &[1, 2, 5, b'a'],       // truncated name
-            &[1, 2, 2, 0xff, 0xfe], // not UTF-8
-            &[1, 2, 1, b'\n'],      // control character
+            &[9, 0, 2, 1, b'a'],    // unknown version
+            &[1, 7, 1, b'a'],       // unknown kind
+            &[1, 0, 99, 1, b'a'],   // unknown role
+            &[1, 0, 2, 0],          // empty name
+            &[1, 1, 200],           // length above the maximum
+            &[1, 0, 2, 5, b'a'],    // truncated name
+            &[1, 1, 2, 0xff, 0xfe], // not UTF-8
+            &[1, 0, 2, 1, b'\n'],   // control character
         ];
-        for bytes in cases {
+        for bytes in requests {
             let mut wire = Cursor::new(bytes.to_vec());
             assert!(
-                block_on(HandshakeCodec.read_request(&protocol, &mut wire)).is_err(),
+                block_on(NamespaceCodec.read_request(&protocol, &mut wire)).is_err(),
                 "accepted {bytes:?}"
             );
         }
-        for bytes in [&[1u8, 7, 0][..], &[1, 0, 42], &[2, 0, 1], &[1]] {
+        let responses: &[&[u8]] = &[
+            &[1, 7],                      // unknown kind
+            &[1, 0, 42],                  // unknown role
+            &[2, 0, 1],                   // unknown version
+            &[1],                         // truncated
+            &[1, 2, 0x01, 0x01],          // 257 members
+            &[1, 2, 0, 1, 3, 1, 2, 3, 0], // not a peer id
+            &[1, 2, 0, 2],                // fewer members than announced
+        ];
+        for bytes in responses {
             let mut wire = Cursor::new(bytes.to_vec());
-            assert!(block_on(HandshakeCodec.read_response(&protocol, &mut wire)).is_err());
+            assert!(
+                block_on(NamespaceCodec.read_response(&protocol, &mut wire)).is_err(),
+                "accepted {bytes:?}"
+            );
         }
     }
 }

@@ -20,9 +20,8 @@ use libp2p::{
     core::transport::ListenerId,
     identify,
     kad::{
-        self, GetClosestPeersError, GetClosestPeersOk, GetProvidersError, GetProvidersOk,
-        GetRecordOk as KadGetRecordOk, InboundRequest, Mode, QueryId, QueryResult, Record,
-        RecordKey, store::RecordStore,
+        self, GetClosestPeersError, GetClosestPeersOk, GetRecordOk as KadGetRecordOk,
+        InboundRequest, Mode, QueryId, QueryResult, Record, RecordKey, store::RecordStore,
     },
     multiaddr::Protocol,
     request_response::{self, OutboundRequestId},
@@ -46,7 +45,10 @@ use crate::{
         Command, EventStream, GetRecordOk, NodeHandle, PeerAddresses, PutRecordOk, QueryStats,
         Reply,
     },
-    namespace::{Hello, HelloReply, Namespace},
+    namespace::{
+        Hello, MAX_ADDRESSES_PER_MEMBER, MAX_MEMBERS_PER_REPLY, Namespace, NamespaceRequest,
+        NamespaceResponse,
+    },
     record::{Quorum, display_key, into_kad_quorum},
     report::{Bucket, Link, NetworkReport, Registration, RoutingEntry, RoutingTable, StoredRecord},
     role::{Role, RoleKind},
@@ -72,7 +74,7 @@ pub struct Node {
     dials: HashMap<libp2p::swarm::ConnectionId, (Multiaddr, Reply<Result<PeerId, DialError>>)>,
     listens: HashMap<ListenerId, (Multiaddr, Reply<Result<Multiaddr, ListenError>>)>,
     listeners: HashSet<ListenerId>,
-    handshakes: HashMap<OutboundRequestId, Handshake>,
+    outbound: HashMap<OutboundRequestId, Outbound>,
     registered: BTreeSet<Namespace>,
     links: BTreeMap<(PeerId, Namespace), LinkState>,
     /// Dialer: peers not to try again before the given instant.
@@ -116,13 +118,8 @@ enum Pending {
         namespace: Namespace,
         reply: Option<Reply<Result<(), RegisterError>>>,
     },
-    Providers {
-        discovery: u64,
-    },
-    Resolve {
-        discovery: u64,
-        peer: PeerId,
-    },
+    /// The peers closest to a namespace key, to ask for its members.
+    Holders { discovery: u64 },
 }
 
 #[derive(Debug)]
@@ -135,10 +132,16 @@ enum Origin {
 struct Discovery {
     namespace: Namespace,
     origin: Origin,
-    providers: BTreeSet<PeerId>,
-    resolved: BTreeMap<PeerId, Vec<Multiaddr>>,
-    unresolved: usize,
+    members: BTreeMap<PeerId, Vec<Multiaddr>>,
+    awaiting: usize,
     timed_out: bool,
+}
+
+/// What an outbound request on the namespace protocol was for.
+#[derive(Debug)]
+enum Outbound {
+    Handshake(Handshake),
+    Members { discovery: u64 },
 }
 
 #[derive(Debug)]
@@ -207,7 +210,7 @@ impl Node {
             dials: HashMap::new(),
             listens: HashMap::new(),
             listeners: HashSet::new(),
-            handshakes: HashMap::new(),
+            outbound: HashMap::new(),
             registered: BTreeSet::new(),
             links: BTreeMap::new(),
             link_retry: HashMap::new(),
@@ -642,92 +645,124 @@ impl Node {
     fn start_discovery(&mut self, namespace: Namespace, origin: Origin) {
         let id = self.next_discovery_id;
         self.next_discovery_id += 1;
-        let query = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .get_providers(namespace.record_key());
+        let k = self.config.replication_factor;
+        let key = namespace.record_key().to_vec();
+        let query = self.swarm.behaviour_mut().kad.get_n_closest_peers(key, k);
         self.queries
-            .insert(query, Pending::Providers { discovery: id });
+            .insert(query, Pending::Holders { discovery: id });
+        // What this node stores itself counts too.
+        let local = self.local_peer_id();
+        let members = self
+            .stored_members(&namespace)
+            .into_iter()
+            .filter(|m| m.peer_id != local)
+            .map(|m| (m.peer_id, m.addresses))
+            .collect();
         self.discoveries.insert(
             id,
             Discovery {
                 namespace,
                 origin,
-                providers: BTreeSet::new(),
-                resolved: BTreeMap::new(),
-                unresolved: 0,
+                members,
+                awaiting: 0,
                 timed_out: false,
             },
         );
     }
 
-    /// All providers are known: find addresses for each, from what this node
-    /// knows or, failing that, by a lookup of the provider's peer id.
-    fn resolve_discovery(&mut self, id: u64) {
-        let Some(discovery) = self.discoveries.get(&id) else {
+    /// The holders of a namespace are known: ask each for its members.
+    fn ask_holders(&mut self, id: u64, holders: Vec<kad::PeerInfo>, timed_out: bool) {
+        let local = self.local_peer_id();
+        let Some(namespace) = self.discoveries.get(&id).map(|d| d.namespace.clone()) else {
             return;
         };
-        let providers: Vec<PeerId> = discovery.providers.iter().copied().collect();
-        let mut lookups = Vec::new();
-        let mut resolved = Vec::new();
-        for peer in providers {
-            let known = self.known_addresses(&peer);
-            if known.is_empty() {
-                lookups.push(peer);
-            } else {
-                resolved.push((peer, known));
-            }
-        }
-        let mut queries = Vec::new();
-        for peer in &lookups {
-            let k = self.config.replication_factor;
-            let query = self
+        let mut asked = 0;
+        for holder in holders.into_iter().filter(|h| h.peer_id != local) {
+            let addresses: Vec<Multiaddr> = holder.addrs.iter().map(strip_p2p).collect();
+            let request = NamespaceRequest::Members {
+                namespace: namespace.clone(),
+            };
+            let request_id = self
                 .swarm
                 .behaviour_mut()
-                .kad
-                .get_n_closest_peers(peer.to_bytes(), k);
-            queries.push((query, *peer));
+                .namespace
+                .send_request_with_addresses(&holder.peer_id, request, addresses);
+            self.outbound
+                .insert(request_id, Outbound::Members { discovery: id });
+            asked += 1;
         }
+        if let Some(discovery) = self.discoveries.get_mut(&id) {
+            discovery.timed_out = timed_out;
+            discovery.awaiting = asked;
+            if asked == 0 {
+                self.finish_discovery(id);
+            }
+        }
+    }
+
+    /// A holder answered (`Some`) or failed to (`None`).
+    fn on_members(&mut self, id: u64, members: Option<Vec<PeerAddresses>>) {
+        let local = self.local_peer_id();
         let Some(discovery) = self.discoveries.get_mut(&id) else {
             return;
         };
-        discovery.resolved.extend(resolved);
-        discovery.unresolved = lookups.len();
-        for (query, peer) in queries {
-            self.queries.insert(
-                query,
-                Pending::Resolve {
-                    discovery: id,
-                    peer,
-                },
-            );
+        for member in members.into_iter().flatten().filter(|m| m.peer_id != local) {
+            let known = discovery.members.entry(member.peer_id).or_default();
+            for address in member
+                .addresses
+                .iter()
+                .filter(|a| is_dialable(a))
+                .map(strip_p2p)
+            {
+                if !known.contains(&address) && known.len() < MAX_ADDRESSES_PER_MEMBER {
+                    known.push(address);
+                }
+            }
         }
-        if discovery.unresolved == 0 {
+        discovery.awaiting = discovery.awaiting.saturating_sub(1);
+        if discovery.awaiting == 0 {
             self.finish_discovery(id);
         }
     }
 
-    fn on_provider_resolved(&mut self, id: u64, peer: PeerId, addresses: Vec<Multiaddr>) {
-        let Some(discovery) = self.discoveries.get_mut(&id) else {
-            return;
-        };
-        discovery.resolved.insert(peer, addresses);
-        discovery.unresolved = discovery.unresolved.saturating_sub(1);
-        if discovery.unresolved == 0 {
-            self.finish_discovery(id);
-        }
+    /// The live registrations of `namespace` in the local store, ours with
+    /// our current external addresses.
+    fn stored_members(&mut self, namespace: &Namespace) -> Vec<PeerAddresses> {
+        let now = Instant::now();
+        let local = self.local_peer_id();
+        let external: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
+        let key = namespace.record_key();
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .store_mut()
+            .providers(&key)
+            .into_iter()
+            .filter(|p| !p.is_expired(now))
+            .map(|p| PeerAddresses {
+                peer_id: p.provider,
+                addresses: if p.provider == local {
+                    external.clone()
+                } else {
+                    p.addresses
+                },
+            })
+            .take(MAX_MEMBERS_PER_REPLY)
+            .collect()
     }
 
     fn finish_discovery(&mut self, id: u64) {
         let Some(discovery) = self.discoveries.remove(&id) else {
             return;
         };
-        let peers: Vec<PeerAddresses> = discovery
-            .resolved
-            .into_iter()
-            .map(|(peer_id, addresses)| PeerAddresses { peer_id, addresses })
-            .collect();
+        let mut peers = Vec::with_capacity(discovery.members.len());
+        for (peer_id, mut addresses) in discovery.members {
+            // A member stored without addresses may still be known here.
+            if addresses.is_empty() {
+                addresses = self.known_addresses(&peer_id);
+            }
+            peers.push(PeerAddresses { peer_id, addresses });
+        }
         match discovery.origin {
             Origin::Caller(reply) => {
                 let result = if peers.is_empty() && discovery.timed_out {
@@ -749,7 +784,7 @@ impl Node {
     /// Dialer: link to every member found that is not linked yet.
     fn link_to_discovered(&mut self, namespace: &Namespace, peers: Vec<PeerAddresses>) {
         let now = Instant::now();
-        let busy: HashSet<PeerId> = self.handshakes.values().map(|h| h.peer).collect();
+        let busy = self.handshaking_peers();
         for peer in peers {
             let key = (peer.peer_id, namespace.clone());
             if self.discovered.insert(key.clone()) {
@@ -794,28 +829,38 @@ impl Node {
             }
             return;
         }
-        let hello = Hello {
+        let hello = NamespaceRequest::Hello(Hello {
             namespace: namespace.clone(),
             role: self.role.kind(),
-        };
+        });
         let addresses = addresses.iter().map(strip_p2p).collect();
         let request = self
             .swarm
             .behaviour_mut()
             .namespace
             .send_request_with_addresses(&peer, hello, addresses);
-        self.handshakes.insert(
+        self.outbound.insert(
             request,
-            Handshake {
+            Outbound::Handshake(Handshake {
                 namespace,
                 peer,
                 reply,
-            },
+            }),
         );
     }
 
+    fn handshaking_peers(&self) -> HashSet<PeerId> {
+        self.outbound
+            .values()
+            .filter_map(|o| match o {
+                Outbound::Handshake(h) => Some(h.peer),
+                Outbound::Members { .. } => None,
+            })
+            .collect()
+    }
+
     fn send_heartbeats(&mut self) {
-        let busy: HashSet<PeerId> = self.handshakes.values().map(|h| h.peer).collect();
+        let busy = self.handshaking_peers();
         let outbound: Vec<(PeerId, Namespace)> = self
             .links
             .iter()
@@ -828,7 +873,10 @@ impl Node {
         }
     }
 
-    fn on_namespace_event(&mut self, event: request_response::Event<Hello, HelloReply>) {
+    fn on_namespace_event(
+        &mut self,
+        event: request_response::Event<NamespaceRequest, NamespaceResponse>,
+    ) {
         match event {
             request_response::Event::Message {
                 peer,
@@ -838,39 +886,30 @@ impl Node {
                     },
                 ..
             } => {
-                let accepted = self.registered.contains(&request.namespace);
-                let reply = if accepted {
-                    HelloReply::Welcome {
-                        role: self.role.kind(),
+                let (response, accepted) = match &request {
+                    NamespaceRequest::Hello(hello)
+                        if self.registered.contains(&hello.namespace) =>
+                    {
+                        let role = self.role.kind();
+                        (NamespaceResponse::Welcome { role }, Some(hello.clone()))
                     }
-                } else {
-                    HelloReply::NotRegistered
+                    NamespaceRequest::Hello(_) => (NamespaceResponse::NotRegistered, None),
+                    NamespaceRequest::Members { namespace } => (
+                        NamespaceResponse::Members(self.stored_members(namespace)),
+                        None,
+                    ),
                 };
                 if self
                     .swarm
                     .behaviour_mut()
                     .namespace
-                    .send_response(channel, reply)
+                    .send_response(channel, response)
                     .is_err()
                 {
                     return;
                 }
-                let key = (peer, request.namespace.clone());
-                if accepted && !self.links.contains_key(&key) {
-                    self.links.insert(
-                        key,
-                        LinkState {
-                            role: request.role,
-                            outbound: false,
-                        },
-                    );
-                    tracing::info!(%peer, namespace = %request.namespace, role = %request.role, "accepted a namespace peer");
-                    self.subscribers.publish(&Event::NamespaceLinked {
-                        namespace: request.namespace,
-                        peer,
-                        role: request.role,
-                        outbound: false,
-                    });
+                if let Some(hello) = accepted {
+                    self.on_accepted(peer, hello);
                 }
             }
             request_response::Event::Message {
@@ -881,74 +920,111 @@ impl Node {
                         response,
                     },
                 ..
-            } => {
-                let Some(handshake) = self.handshakes.remove(&request_id) else {
-                    return;
-                };
-                let key = (peer, handshake.namespace.clone());
-                match response {
-                    HelloReply::Welcome { role } => {
-                        self.link_retry.remove(&peer);
-                        self.swarm.behaviour_mut().keep_alive.pin(peer);
-                        let known = self.links.insert(
-                            key,
-                            LinkState {
-                                role,
-                                outbound: true,
-                            },
-                        );
-                        if known.is_none() {
-                            tracing::info!(%peer, namespace = %handshake.namespace, %role, "linked to a namespace peer");
-                            self.subscribers.publish(&Event::NamespaceLinked {
-                                namespace: handshake.namespace,
-                                peer,
-                                role,
-                                outbound: true,
-                            });
-                        }
-                        if let Some(reply) = handshake.reply {
-                            let _ = reply.send(Ok(role));
-                        }
-                    }
-                    HelloReply::NotRegistered => {
-                        self.drop_link(
+            } => match (self.outbound.remove(&request_id), response) {
+                (Some(Outbound::Members { discovery }), NamespaceResponse::Members(members)) => {
+                    self.on_members(discovery, Some(members));
+                }
+                (Some(Outbound::Members { discovery }), _) => {
+                    tracing::debug!(%peer, "answered a members request with something else");
+                    self.on_members(discovery, None);
+                }
+                (Some(Outbound::Handshake(handshake)), NamespaceResponse::Welcome { role }) => {
+                    self.on_welcomed(peer, handshake, role);
+                }
+                (Some(Outbound::Handshake(handshake)), _) => {
+                    self.drop_link(
+                        peer,
+                        &handshake.namespace,
+                        "the peer is not registered in the namespace",
+                    );
+                    if let Some(reply) = handshake.reply {
+                        let _ = reply.send(Err(LinkError::NotRegistered {
                             peer,
-                            &handshake.namespace,
-                            "the peer is not registered in the namespace",
-                        );
-                        if let Some(reply) = handshake.reply {
-                            let _ = reply.send(Err(LinkError::NotRegistered {
-                                peer,
-                                namespace: handshake.namespace,
-                            }));
-                        }
+                            namespace: handshake.namespace,
+                        }));
                     }
                 }
-            }
+                (None, _) => {}
+            },
             request_response::Event::OutboundFailure {
                 peer,
                 request_id,
                 error,
                 ..
-            } => {
-                let Some(handshake) = self.handshakes.remove(&request_id) else {
-                    return;
-                };
-                let reason = error.to_string();
-                tracing::debug!(%peer, %reason, "namespace handshake failed");
-                self.drop_link(peer, &handshake.namespace, &reason);
-                if let Some(reply) = handshake.reply {
-                    let _ = reply.send(Err(LinkError::Failed {
-                        peer,
-                        namespace: handshake.namespace,
-                        reason,
-                    }));
+            } => match self.outbound.remove(&request_id) {
+                Some(Outbound::Members { discovery }) => {
+                    tracing::debug!(%peer, %error, "members request failed");
+                    self.on_members(discovery, None);
                 }
-            }
+                Some(Outbound::Handshake(handshake)) => {
+                    let reason = error.to_string();
+                    tracing::debug!(%peer, %reason, "namespace handshake failed");
+                    self.drop_link(peer, &handshake.namespace, &reason);
+                    if let Some(reply) = handshake.reply {
+                        let _ = reply.send(Err(LinkError::Failed {
+                            peer,
+                            namespace: handshake.namespace,
+                            reason,
+                        }));
+                    }
+                }
+                None => {}
+            },
             request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound namespace handshake failed");
+                tracing::debug!(%peer, %error, "inbound namespace request failed");
             }
             request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// A peer's handshake was accepted: it is linked to us.
+    fn on_accepted(&mut self, peer: PeerId, hello: Hello) {
+        let key = (peer, hello.namespace.clone());
+        if self.links.contains_key(&key) {
+            return;
+        }
+        self.links.insert(
+            key,
+            LinkState {
+                role: hello.role,
+                outbound: false,
+            },
+        );
+        tracing::info!(%peer, namespace = %hello.namespace, role = %hello.role, "accepted a namespace peer");
+        self.subscribers.publish(&Event::NamespaceLinked {
+            namespace: hello.namespace,
+            peer,
+            role: hello.role,
+            outbound: false,
+        });
+    }
+
+    /// Our handshake was accepted: we are linked to the peer.
+    fn on_welcomed(&mut self, peer: PeerId, handshake: Handshake, role: RoleKind) {
+        self.link_retry.remove(&peer);
+        self.swarm.behaviour_mut().keep_alive.pin(peer);
+        let key = (peer, handshake.namespace.clone());
+        if self
+            .links
+            .insert(
+                key,
+                LinkState {
+                    role,
+                    outbound: true,
+                },
+            )
+            .is_none()
+        {
+            tracing::info!(%peer, namespace = %handshake.namespace, %role, "linked to a namespace peer");
+            self.subscribers.publish(&Event::NamespaceLinked {
+                namespace: handshake.namespace,
+                peer,
+                role,
+                outbound: true,
+            });
+        }
+        if let Some(reply) = handshake.reply {
+            let _ = reply.send(Ok(role));
         }
     }
 
@@ -1354,42 +1430,12 @@ impl Node {
                 };
                 let _ = reply.send(result);
             }
-            (Pending::Resolve { discovery, peer }, QueryResult::GetClosestPeers(result)) => {
-                let peers = match result {
-                    Ok(GetClosestPeersOk { peers, .. })
-                    | Err(GetClosestPeersError::Timeout { peers, .. }) => peers,
+            (Pending::Holders { discovery }, QueryResult::GetClosestPeers(result)) => {
+                let (holders, timed_out) = match result {
+                    Ok(GetClosestPeersOk { peers, .. }) => (peers, false),
+                    Err(GetClosestPeersError::Timeout { peers, .. }) => (peers, true),
                 };
-                let addresses = peers
-                    .into_iter()
-                    .find(|p| p.peer_id == peer)
-                    .map(|p| {
-                        p.addrs
-                            .iter()
-                            .filter(|a| is_dialable(a))
-                            .map(strip_p2p)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                self.on_provider_resolved(discovery, peer, addresses);
-            }
-            (Pending::Providers { discovery }, QueryResult::GetProviders(result)) => {
-                let local = self.local_peer_id();
-                if let Some(state) = self.discoveries.get_mut(&discovery) {
-                    match result {
-                        Ok(GetProvidersOk::FoundProviders { providers, .. }) => {
-                            state
-                                .providers
-                                .extend(providers.into_iter().filter(|p| *p != local));
-                        }
-                        Ok(GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) => {}
-                        Err(GetProvidersError::Timeout { .. }) => state.timed_out = true,
-                    }
-                }
-                if last {
-                    self.resolve_discovery(discovery);
-                } else {
-                    self.queries.insert(id, Pending::Providers { discovery });
-                }
+                self.ask_holders(discovery, holders, timed_out);
             }
             (Pending::Register { namespace, reply }, QueryResult::StartProviding(result)) => {
                 let result = match result {

@@ -11,7 +11,11 @@ use crate::{namespace::Namespace, record::display_key, role::RoleKind};
 
 /// The routing table, bucket by bucket.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "camelCase")
+)]
 pub struct RoutingTable {
     /// The node whose table this is.
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
@@ -39,7 +43,11 @@ impl RoutingTable {
 
 /// One k-bucket: the peers at XOR distance `[2^index, 2^(index+1))`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "camelCase")
+)]
 pub struct Bucket {
     /// The bucket index, 0 to 255.
     pub index: u32,
@@ -49,7 +57,11 @@ pub struct Bucket {
 
 /// A peer in the routing table.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "camelCase")
+)]
 pub struct RoutingEntry {
     /// The peer.
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
@@ -63,7 +75,11 @@ pub struct RoutingEntry {
 
 /// A value record held in the local store.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "camelCase")
+)]
 pub struct StoredRecord {
     /// The key.
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::key"))]
@@ -77,14 +93,18 @@ pub struct StoredRecord {
     /// Time left before it expires here; `None` for never.
     #[cfg_attr(
         feature = "serde",
-        serde(rename = "expires_in_ms", serialize_with = "ser::duration_ms_opt")
+        serde(rename = "expiresInMs", serialize_with = "ser::duration_ms_opt")
     )]
     pub expires_in: Option<Duration>,
 }
 
 /// A namespace registration held in the local store.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "camelCase")
+)]
 pub struct Registration {
     /// The namespace.
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
@@ -98,14 +118,18 @@ pub struct Registration {
     /// Time left before it expires unless refreshed; `None` for our own.
     #[cfg_attr(
         feature = "serde",
-        serde(rename = "expires_in_ms", serialize_with = "ser::duration_ms_opt")
+        serde(rename = "expiresInMs", serialize_with = "ser::duration_ms_opt")
     )]
     pub expires_in: Option<Duration>,
 }
 
 /// A confirmed link with another member of a namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "camelCase")
+)]
 pub struct Link {
     /// The namespace.
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
@@ -121,7 +145,11 @@ pub struct Link {
 
 /// The monitor's view: what this node sees of the network.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "camelCase")
+)]
 pub struct NetworkReport {
     /// This node.
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
@@ -133,7 +161,7 @@ pub struct NetworkReport {
     /// Time since the node started.
     #[cfg_attr(
         feature = "serde",
-        serde(rename = "uptime_ms", serialize_with = "ser::duration_ms")
+        serde(rename = "uptimeMs", serialize_with = "ser::duration_ms")
     )]
     pub uptime: Duration,
     /// Peers with an open connection.

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 # shellcheck source=scripts/setup.sh
 source scripts/setup.sh
+setup_build
+setup_test
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -17,7 +19,7 @@ step "clippy (host)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "clippy (wasm32)"
-cargo clippy -p dht-core --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
+cargo clippy -p dht-core -p wasm-node --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
 
 step "dht-core depends on no async runtime"
 if cargo tree -p dht-core -e normal --locked | grep -Ei '\b(tokio|async-std|async-io|smol)\b'; then
@@ -36,3 +38,16 @@ cargo build -p native-node --locked
 
 step "tests"
 cargo test --workspace --locked
+
+step "browser build (size-tuned) imports nothing native"
+bash scripts/build-wasm.sh
+node -e '
+  const bytes = require("fs").readFileSync("www/pkg/wasm_node_bg.wasm");
+  const modules = new Set(WebAssembly.Module.imports(new WebAssembly.Module(bytes)).map((i) => i.module));
+  const native = [...modules].filter((m) => m === "env");
+  if (native.length) { console.error("the browser build imports from env: native code leaked in"); process.exit(1); }
+  console.log("imports only from", [...modules].join(", "));
+'
+
+step "browser tests (headless Chromium against native nodes)"
+node tests/browser/run.mjs

@@ -132,10 +132,19 @@ pub(crate) struct NodeArgs {
 }
 
 impl NodeArgs {
+    /// The bootstrap addresses given; an empty `DHT_BOOTSTRAP` means none.
+    pub(crate) fn bootstrap_addresses(&self) -> Vec<Multiaddr> {
+        self.bootstrap
+            .iter()
+            .filter(|a| !a.is_empty())
+            .cloned()
+            .collect()
+    }
+
     /// The core configuration these options describe.
     pub(crate) fn config(&self) -> ConfigBuilder {
         Config::builder()
-            .bootstrap_peers(self.bootstrap.iter().cloned())
+            .bootstrap_peers(self.bootstrap_addresses())
             .kad_protocol(self.kad_protocol.clone())
             .replication_factor(self.replication_factor)
             .query_timeout(self.query_timeout)
@@ -147,13 +156,14 @@ impl NodeArgs {
             .agent_version(concat!("ns-dht-native/", env!("CARGO_PKG_VERSION")))
     }
 
-    /// The addresses to listen on: `--listen`, or TCP and QUIC on `--ip`
-    /// with the given ports.
+    /// The addresses to listen on: `--listen`, or TCP and QUIC (and, if
+    /// given ports, WebSocket and WebRTC-direct) on `--ip`.
     pub(crate) fn listen_addresses(
         &self,
         tcp: u16,
         quic: u16,
         websocket: Option<u16>,
+        webrtc: Option<u16>,
     ) -> Vec<Multiaddr> {
         if !self.listen.is_empty() {
             return self.listen.clone();
@@ -169,6 +179,9 @@ impl NodeArgs {
         if let Some(port) = websocket {
             addresses.push(format!("{ip}/tcp/{port}/ws"));
         }
+        if let Some(port) = webrtc {
+            addresses.push(format!("{ip}/udp/{port}/webrtc-direct"));
+        }
         addresses
             .into_iter()
             .map(|a| a.parse().expect("well-formed by construction"))
@@ -181,10 +194,30 @@ pub(crate) struct BootstrapArgs {
     #[command(flatten)]
     pub(crate) node: NodeArgs,
 
-    /// The TCP and QUIC (UDP) port of the default listeners; WebSocket uses
-    /// the next port. 0 picks free ports.
+    /// The TCP and QUIC (UDP) port of the default listeners; WebSocket (TCP)
+    /// and WebRTC-direct (UDP) use the next port. 0 picks free ports.
     #[arg(long, value_name = "PORT", default_value_t = 4001)]
     pub(crate) port: u16,
+
+    /// Serve the browser page, its wasm package and /config.json (this
+    /// node's addresses) over HTTP on this port of --ip; 0 picks a free one.
+    #[arg(long, value_name = "PORT", default_value_t = 8080)]
+    pub(crate) http_port: u16,
+
+    /// Do not serve the browser page.
+    #[arg(long, conflicts_with = "http_port")]
+    pub(crate) no_http: bool,
+
+    /// The directory served over HTTP (the page, with the wasm package
+    /// built into its pkg/ by scripts/run.sh).
+    #[arg(long, value_name = "DIR", default_value = "www")]
+    pub(crate) www: PathBuf,
+
+    /// The WebRTC certificate, whose hash is part of the WebRTC-direct
+    /// address; created if missing. Default: beside the key file, with
+    /// `.webrtc.pem` appended to its name.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) webrtc_cert: Option<PathBuf>,
 
     /// Print the monitor summary this often; 0 turns it off.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
@@ -366,7 +399,7 @@ mod tests {
         };
         let listen: Vec<String> = client
             .node
-            .listen_addresses(0, 0, None)
+            .listen_addresses(0, 0, None, None)
             .iter()
             .map(ToString::to_string)
             .collect();

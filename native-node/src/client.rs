@@ -25,7 +25,7 @@ const LINE_OVERHEAD: usize = 4096;
 
 pub(crate) async fn run(args: ClientArgs, output: Output) -> Result<(), Failure> {
     let operation = Operation::check(&args.operation, args.node.max_record_size).await?;
-    if args.node.bootstrap.is_empty() {
+    if args.node.bootstrap_addresses().is_empty() {
         return Err(Failure::usage(anyhow!(
             "a client joins an existing DHT: pass --bootstrap MULTIADDR (or set DHT_BOOTSTRAP)"
         )));
@@ -44,9 +44,10 @@ pub(crate) async fn run(args: ClientArgs, output: Output) -> Result<(), Failure>
         .server_mode(mode)
         .build()
         .map_err(Failure::usage)?;
-    let listen = args.node.listen_addresses(0, 0, None);
+    let listen = args.node.listen_addresses(0, 0, None, None);
     let mut running = host::start(
         keypair,
+        None,
         config,
         Role::ClientHelper,
         &listen,
@@ -276,7 +277,7 @@ async fn serve(handle: &NodeHandle, input: impl AsyncRead + Unpin, max_record_si
     let shutdown = host::shutdown_signal();
     tokio::pin!(shutdown);
     output::line(
-        &json!({ "ready": true, "peer_id": handle.local_peer_id().to_string() }).to_string(),
+        &json!({ "ready": true, "peerId": handle.local_peer_id().to_string() }).to_string(),
     );
     loop {
         let mut line = Vec::new();

@@ -13,6 +13,7 @@ use dht_core::{
         yamux,
     },
 };
+use libp2p_webrtc::{self as webrtc, tokio::Certificate};
 use tokio::task::JoinHandle;
 
 use crate::exit::Failure;
@@ -47,8 +48,14 @@ impl Running {
     }
 }
 
-/// Builds the swarm with TCP, QUIC, WebSocket and DNS over tokio.
-pub(crate) async fn swarm(keypair: Keypair, config: &Config) -> anyhow::Result<Swarm<Behaviour>> {
+/// Builds the swarm with TCP, QUIC, WebRTC-direct, WebSocket and DNS over
+/// tokio. `certificate` is the WebRTC certificate, whose hash is part of the
+/// node's WebRTC address.
+pub(crate) async fn swarm(
+    keypair: Keypair,
+    config: &Config,
+    certificate: Certificate,
+) -> anyhow::Result<Swarm<Behaviour>> {
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -64,6 +71,8 @@ pub(crate) async fn swarm(keypair: Keypair, config: &Config) -> anyhow::Result<S
             quic.handshake_timeout = QUIC_HANDSHAKE_TIMEOUT;
             quic
         })
+        .with_other_transport(|key| webrtc::tokio::Transport::new(key.clone(), certificate))
+        .context("setting up WebRTC")?
         .with_dns()
         .context("setting up DNS")?
         .with_websocket(noise::Config::new, yamux::Config::default)
@@ -80,12 +89,17 @@ pub(crate) async fn swarm(keypair: Keypair, config: &Config) -> anyhow::Result<S
 /// listeners (failing if any cannot be opened), announces `external`.
 pub(crate) async fn start(
     keypair: Keypair,
+    certificate: Option<Certificate>,
     config: Config,
     role: Role,
     listen: &[Multiaddr],
     external: &[Multiaddr],
 ) -> Result<Running, Failure> {
-    let mut swarm = swarm(keypair, &config).await?;
+    let certificate = match certificate {
+        Some(certificate) => certificate,
+        None => new_certificate()?,
+    };
+    let mut swarm = swarm(keypair, &config, certificate).await?;
     for address in external {
         swarm.add_external_address(address.clone());
     }
@@ -104,6 +118,12 @@ pub(crate) async fn start(
         }
     }
     Ok(running)
+}
+
+/// A new WebRTC certificate, for nodes whose WebRTC address need not
+/// survive a restart.
+pub(crate) fn new_certificate() -> anyhow::Result<Certificate> {
+    Certificate::generate(&mut rand::rng()).context("generating a WebRTC certificate")
 }
 
 /// `address` ending in `/p2p/<peer>`.

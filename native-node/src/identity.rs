@@ -12,6 +12,7 @@ use std::{
 };
 
 use libp2p::identity::Keypair;
+use libp2p_webrtc::tokio::Certificate;
 
 /// Why the identity could not be loaded.
 #[derive(Debug)]
@@ -33,8 +34,9 @@ impl std::fmt::Display for IdentityError {
             }
             IdentityError::Corrupt { path, reason } => write!(
                 f,
-                "the identity key file {} is not a valid key ({reason}); refusing to replace it with a new identity. \
-                 Restore it from a backup, or delete it to start over under a new peer id",
+                "the identity file {} is not a valid key or certificate ({reason}); refusing to replace it \
+                 with a new identity. Restore it from a backup, or delete it to start over under a new \
+                 peer id and address",
                 path.display()
             ),
             IdentityError::Create { path, source } => {
@@ -87,10 +89,74 @@ pub(crate) fn load_or_create(path: &Path) -> Result<(Keypair, bool), IdentityErr
     }
 }
 
+/// Loads the WebRTC certificate at `path`, creating it if missing. Its hash
+/// is part of the node's WebRTC-direct address, so like the key it is kept
+/// across restarts and never silently replaced.
+pub(crate) fn load_or_create_certificate(
+    path: &Path,
+) -> Result<(Certificate, bool), IdentityError> {
+    match fs::read_to_string(path) {
+        Ok(pem) => {
+            let corrupt = |reason: String| IdentityError::Corrupt {
+                path: path.to_owned(),
+                reason,
+            };
+            // The parser below slices the first block without checking its
+            // length; refuse what would make it panic.
+            if !expires_block_is_sound(&pem) {
+                return Err(corrupt("no EXPIRES block".into()));
+            }
+            let certificate = Certificate::from_pem(&pem).map_err(|e| corrupt(e.to_string()))?;
+            warn_if_exposed(path);
+            Ok((certificate, false))
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            let certificate =
+                Certificate::generate(&mut rand::rng()).map_err(|e| IdentityError::Create {
+                    path: path.to_owned(),
+                    source: io::Error::other(e.to_string()),
+                })?;
+            write_private(path, certificate.serialize_pem().as_bytes()).map_err(|source| {
+                IdentityError::Create {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?;
+            Ok((certificate, true))
+        }
+        Err(source) => Err(IdentityError::Unreadable {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Whether the PEM starts with an `EXPIRES` block of at least 8 bytes.
+fn expires_block_is_sound(pem: &str) -> bool {
+    let Some(first) = pem.split("\n\n").next() else {
+        return false;
+    };
+    let mut lines = first.lines().map(str::trim);
+    if lines.next() != Some("-----BEGIN EXPIRES-----") {
+        return false;
+    }
+    let body: String = lines.take_while(|l| !l.starts_with("-----END")).collect();
+    // 8 bytes are 11 base64 digits before padding.
+    body.trim_end_matches('=').len() >= 11
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+}
+
 fn write_new(path: &Path, keypair: &Keypair) -> io::Result<()> {
     let bytes = keypair
         .to_protobuf_encoding()
         .map_err(|e| io::Error::other(e.to_string()))?;
+    write_private(path, &bytes)
+}
+
+/// Creates `path` (and its directory) readable by the owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true);
@@ -104,7 +170,7 @@ fn write_new(path: &Path, keypair: &Keypair) -> io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path)?;
-    file.write_all(&bytes)?;
+    file.write_all(bytes)?;
     file.sync_all()
 }
 
@@ -164,6 +230,30 @@ mod tests {
         assert!(matches!(error, IdentityError::Corrupt { .. }));
         assert!(error.to_string().contains("refusing to replace it"));
         assert_eq!(fs::read(&path).unwrap(), b"not a key");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_certificate_is_created_then_reused_and_a_corrupt_one_refused() {
+        let dir = temp_dir("certificate");
+        let path = dir.join("webrtc.pem");
+        let (first, created) = load_or_create_certificate(&path).unwrap();
+        assert!(created);
+        let (second, created) = load_or_create_certificate(&path).unwrap();
+        assert!(!created);
+        assert_eq!(first.fingerprint(), second.fingerprint());
+        for garbage in [
+            "",
+            "junk",
+            "-----BEGIN EXPIRES-----\nAA==\n-----END EXPIRES-----\n\nx",
+        ] {
+            fs::write(&path, garbage).unwrap();
+            let error = load_or_create_certificate(&path).unwrap_err();
+            assert!(
+                matches!(error, IdentityError::Corrupt { .. }),
+                "{garbage:?}: {error}"
+            );
+        }
         fs::remove_dir_all(dir).unwrap();
     }
 

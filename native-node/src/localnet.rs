@@ -34,7 +34,7 @@ pub(crate) async fn run(args: LocalnetArgs, output: Output) -> Result<(), Failur
             members
         )));
     }
-    if !args.node.listen.is_empty() || !args.node.bootstrap.is_empty() {
+    if !args.node.listen.is_empty() || !args.node.bootstrap_addresses().is_empty() {
         return Err(Failure::usage(anyhow!(
             "localnet chooses its own listeners and bootstrap; use --ip and --port instead of --listen and --bootstrap"
         )));
@@ -42,9 +42,10 @@ pub(crate) async fn run(args: LocalnetArgs, output: Output) -> Result<(), Failur
 
     let bootstrap_key = load_identity(&args.node, None)?;
     let config = args.node.config().build().map_err(Failure::usage)?;
-    let listen = args.node.listen_addresses(args.port, args.port, None);
+    let listen = args.node.listen_addresses(args.port, args.port, None, None);
     let bootstrap = host::start(
         bootstrap_key,
+        None,
         config,
         Role::Bootstrap,
         &listen,
@@ -83,8 +84,17 @@ pub(crate) async fn run(args: LocalnetArgs, output: Output) -> Result<(), Failur
             .discover_interval(Duration::from_secs(2))
             .build()
             .map_err(Failure::usage)?;
-        let listen = args.node.listen_addresses(0, 0, None);
-        match host::start(Keypair::generate_ed25519(), config, role, &listen, &[]).await {
+        let listen = args.node.listen_addresses(0, 0, None, None);
+        match host::start(
+            Keypair::generate_ed25519(),
+            None,
+            config,
+            role,
+            &listen,
+            &[],
+        )
+        .await
+        {
             Ok(node) => nodes.push(node),
             Err(failure) => {
                 stop_all(nodes).await;
@@ -153,7 +163,7 @@ async fn summary(handles: &[NodeHandle], output: Output, joined: Option<usize>) 
             "type": "localnet",
             "nodes": handles.len(),
             "joined": joined,
-            "routing_table": { "min": min, "mean": mean, "max": max },
+            "routingTable": { "min": min, "mean": mean, "max": max },
             "records": records,
             "links": links,
         })),

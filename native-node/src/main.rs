@@ -9,6 +9,7 @@ mod cli;
 mod client;
 mod exit;
 mod host;
+mod http;
 mod identity;
 mod localnet;
 mod output;
@@ -36,6 +37,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
+    // Both the `ring` and the `aws-lc-rs` rustls providers are linked in (by
+    // WebSocket/WebRTC and QUIC); rustls cannot choose between them by itself
+    // and the first WebRTC connection would panic. Choose one for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -74,7 +79,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
 /// warnings for libp2p's).
 fn init_logging() {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,dht_core=info,native_node=info"));
+        .unwrap_or_else(|_| EnvFilter::new("warn,libp2p_kad=error,dht_core=info,native_node=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

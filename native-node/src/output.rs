@@ -50,7 +50,7 @@ impl Output {
             Output::Json => self.json(&json!({
                 "type": "started",
                 "role": role,
-                "peer_id": peer.to_string(),
+                "peerId": peer.to_string(),
                 "addresses": addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
             })),
             Output::Text => {
@@ -62,6 +62,24 @@ impl Output {
                     for address in addresses {
                         line(&format!("  {address}"));
                     }
+                }
+            }
+        }
+    }
+
+    /// Where the browser page is served.
+    pub(crate) fn page(self, url: &str, built: bool) {
+        match self {
+            Output::Json => self.json(&json!({ "type": "http", "url": url, "pageBuilt": built })),
+            Output::Text => {
+                if built {
+                    line(&format!(
+                        "open {url} in a browser to run a DHT node in the tab"
+                    ));
+                } else {
+                    line(&format!(
+                        "serving {url}, but the wasm package is not built: run scripts/run.sh, which builds it"
+                    ));
                 }
             }
         }

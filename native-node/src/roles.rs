@@ -1,9 +1,9 @@
 //! The long-running roles: bootstrap, listener and dialer.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use dht_core::{
-    Config, Role,
+    Config, Role, RoleKind,
     libp2p::{Multiaddr, identity::Keypair},
 };
 use futures::StreamExt;
@@ -11,7 +11,8 @@ use futures::StreamExt;
 use crate::{
     cli::{BootstrapArgs, DialerArgs, MemberArgs, NodeArgs},
     exit::Failure,
-    host, identity,
+    host::{self, Running},
+    http, identity,
     output::Output,
 };
 
@@ -47,44 +48,79 @@ pub(crate) fn load_identity(
 }
 
 pub(crate) async fn bootstrap(args: BootstrapArgs, output: Output) -> Result<(), Failure> {
-    let fallback = match &args.node.key_file {
-        Some(_) => None,
-        None => Some(default_bootstrap_key().ok_or_else(|| {
+    let key_file = match &args.node.key_file {
+        Some(path) => path.clone(),
+        None => default_bootstrap_key().ok_or_else(|| {
             Failure::usage(anyhow::anyhow!(
                 "neither XDG_DATA_HOME nor HOME is set; pass --key-file to say where the bootstrap keeps its identity"
             ))
-        })?),
+        })?,
     };
-    let keypair = load_identity(&args.node, fallback)?;
+    let keypair = load_identity(&args.node, Some(key_file.clone()))?;
+    let certificate_file = args.webrtc_cert.clone().unwrap_or_else(|| {
+        let mut name = key_file.clone().into_os_string();
+        name.push(".webrtc.pem");
+        PathBuf::from(name)
+    });
+    let (certificate, created) =
+        identity::load_or_create_certificate(&certificate_file).map_err(Failure::identity)?;
+    tracing::info!(
+        path = %certificate_file.display(),
+        "{} the WebRTC certificate",
+        if created { "created" } else { "loaded" }
+    );
     let config = args.node.config().build().map_err(Failure::usage)?;
-    let websocket = if args.port == 0 {
-        0
+    let next = if args.port == 0 {
+        Some(0)
     } else {
-        args.port.checked_add(1).unwrap_or(0)
+        args.port.checked_add(1)
     };
-    let listen = args
-        .node
-        .listen_addresses(args.port, args.port, Some(websocket));
-    serve(
-        &args.node,
+    let listen = args.node.listen_addresses(args.port, args.port, next, next);
+
+    let kind = RoleKind::Bootstrap;
+    let running = host::start(
         keypair,
+        Some(certificate),
         config,
         Role::Bootstrap,
         &listen,
-        Some(args.report_interval),
-        output,
+        &args.node.external,
     )
-    .await
+    .await?;
+    let addresses = running.dialable_addresses(&args.node.external).await;
+    output.started(kind, running.handle.local_peer_id(), &addresses);
+
+    if !args.no_http {
+        let site = http::Site {
+            root: args.www.clone(),
+            node: running.handle.clone(),
+            addresses: addresses.clone(),
+        };
+        let bind = SocketAddr::new(args.node.ip, args.http_port);
+        match http::bind(bind, site).await {
+            Ok((bound, serve)) => {
+                tokio::spawn(serve);
+                output.page(&format!("http://{bound}/"), args.www.join("pkg").is_dir());
+            }
+            Err(error) => {
+                running.stop().await;
+                return Err(Failure::runtime(anyhow::anyhow!(
+                    "cannot serve the browser page on {bind}: {error} (choose another --http-port, or --no-http)"
+                )));
+            }
+        }
+    }
+    run_until_stopped(running, Some(args.report_interval), output).await
 }
 
 pub(crate) async fn listener(args: MemberArgs, output: Output) -> Result<(), Failure> {
     let keypair = load_identity(&args.node, None)?;
     let config = args.node.config().build().map_err(Failure::usage)?;
-    let listen = args.node.listen_addresses(0, 0, None);
+    let listen = args.node.listen_addresses(0, 0, None, None);
     let role = Role::Listener {
         namespace: args.namespace,
     };
-    serve(&args.node, keypair, config, role, &listen, None, output).await
+    serve(&args.node, keypair, config, role, &listen, output).await
 }
 
 pub(crate) async fn dialer(args: DialerArgs, output: Output) -> Result<(), Failure> {
@@ -96,29 +132,36 @@ pub(crate) async fn dialer(args: DialerArgs, output: Output) -> Result<(), Failu
         .discover_interval(args.discover_interval)
         .build()
         .map_err(Failure::usage)?;
-    let listen = member.node.listen_addresses(0, 0, None);
+    let listen = member.node.listen_addresses(0, 0, None, None);
     let role = Role::Dialer {
         namespace: member.namespace,
     };
-    serve(&member.node, keypair, config, role, &listen, None, output).await
+    serve(&member.node, keypair, config, role, &listen, output).await
 }
 
-/// Runs a role until Ctrl-C or SIGTERM, printing events and, if asked, the
-/// monitor summary every `report_interval`.
+/// Starts a role and runs it until Ctrl-C or SIGTERM.
 pub(crate) async fn serve(
     node: &NodeArgs,
     keypair: Keypair,
     config: Config,
     role: Role,
     listen: &[Multiaddr],
-    report_interval: Option<Duration>,
     output: Output,
 ) -> Result<(), Failure> {
     let kind = role.kind();
-    let mut running = host::start(keypair, config, role, listen, &node.external).await?;
+    let running = host::start(keypair, None, config, role, listen, &node.external).await?;
     let addresses = running.dialable_addresses(&node.external).await;
     output.started(kind, running.handle.local_peer_id(), &addresses);
+    run_until_stopped(running, None, output).await
+}
 
+/// Prints events and, if asked, the monitor summary every `report_interval`,
+/// until Ctrl-C or SIGTERM.
+async fn run_until_stopped(
+    mut running: Running,
+    report_interval: Option<Duration>,
+    output: Output,
+) -> Result<(), Failure> {
     let mut report = report_interval
         .filter(|d| !d.is_zero())
         .map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));

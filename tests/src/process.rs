@@ -144,7 +144,7 @@ impl NodeProcess {
             .map(|a| a.as_str().expect("address is a string").to_owned())
             .collect();
         Started {
-            peer_id: line["peer_id"].as_str().expect("peer id").to_owned(),
+            peer_id: line["peerId"].as_str().expect("peer id").to_owned(),
             addresses,
         }
     }

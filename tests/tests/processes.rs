@@ -16,6 +16,7 @@ fn bootstrap(name: &str, key_file: &str, listen: &[String]) -> NodeProcess {
         key_file,
         "--report-interval",
         "0",
+        "--no-http",
     ];
     for address in listen {
         args.extend(["--listen", address.as_str()]);
@@ -200,12 +201,26 @@ fn bad_input_is_a_clear_error_and_never_a_panic() {
             "the limit is 65536",
         ),
         (
-            vec!["bootstrap", "--key-file", corrupt, "--port", "0"],
+            vec![
+                "bootstrap",
+                "--key-file",
+                corrupt,
+                "--port",
+                "0",
+                "--no-http",
+            ],
             3,
             "not a valid key",
         ),
         (
-            vec!["bootstrap", "--key-file", unreadable, "--port", "0"],
+            vec![
+                "bootstrap",
+                "--key-file",
+                unreadable,
+                "--port",
+                "0",
+                "--no-http",
+            ],
             3,
             "cannot read the identity key file",
         ),
@@ -317,11 +332,109 @@ fn the_client_helper_puts_and_gets_for_scripts() {
         .as_array()
         .expect("peers")
         .iter()
-        .map(|p| p["peer_id"].as_str().expect("id"))
+        .map(|p| p["peerId"].as_str().expect("id"))
         .collect();
     assert_eq!(
         peers.len(),
         4,
         "the bootstrap and the three nodes: {closest}"
     );
+}
+
+/// Sends one HTTP/1.1 GET and returns the status code and body.
+fn http_get(url_base: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let authority = url_base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(authority).expect("the HTTP server accepts");
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: {authority}\r\n\r\n").expect("request sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response read");
+    let status = response[9..12].parse().expect("a status code");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The bootstrap serves the browser page and tells it where to connect; it
+/// serves nothing outside its directory, and a taken HTTP port is a clear
+/// error rather than a bootstrap without its page.
+#[test]
+fn the_bootstrap_serves_the_page_and_its_browser_addresses() {
+    let dir = temp_dir("http");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).expect("mkdir");
+    std::fs::write(www.join("index.html"), "<title>page</title>").expect("write");
+    std::fs::write(dir.join("secret.txt"), "not served").expect("write");
+    let key = dir.join("bootstrap.key");
+    let mut boot = NodeProcess::start(
+        "bootstrap",
+        &[
+            "bootstrap",
+            "--key-file",
+            key.to_str().expect("utf-8"),
+            "--port",
+            "0",
+            "--http-port",
+            "0",
+            "--www",
+            www.to_str().expect("utf-8"),
+            "--report-interval",
+            "0",
+        ],
+    );
+    let started = boot.started();
+    for transport in ["tcp", "quic-v1", "ws", "webrtc-direct"] {
+        started.address(transport);
+    }
+    let http = boot.wait_for(LONG, "the HTTP line", |e| e["type"] == "http");
+    let url = http["url"].as_str().expect("url").to_owned();
+
+    let (status, body) = http_get(&url, "/");
+    assert_eq!((status, body.as_str()), (200, "<title>page</title>"));
+    let (status, body) = http_get(&url, "/config.json");
+    assert_eq!(status, 200);
+    let config: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(config["peerId"], started.peer_id.as_str());
+    let advertised: Vec<&str> = config["addresses"]
+        .as_array()
+        .expect("addresses")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        advertised.iter().any(|a| a.contains("/ws/p2p/")),
+        "{advertised:?}"
+    );
+    assert!(
+        advertised
+            .iter()
+            .any(|a| a.contains("/webrtc-direct/certhash/")),
+        "{advertised:?}"
+    );
+    for escape in ["/../secret.txt", "/%2e%2e/secret.txt", "/missing.html"] {
+        assert_eq!(http_get(&url, escape).0, 404, "{escape}");
+    }
+    let (status, body) = http_get(&url, "/api/record?key=nothing-stored-here");
+    assert_eq!(status, 404, "{body}");
+
+    let port = url
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .trim_end_matches('/')
+        .to_owned();
+    let other_key = dir.join("other.key");
+    let (status, _, stderr) = run_once(&[
+        "bootstrap",
+        "--key-file",
+        other_key.to_str().expect("utf-8"),
+        "--port",
+        "0",
+        "--http-port",
+        &port,
+    ]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot serve the browser page"), "{stderr}");
 }

@@ -1,0 +1,219 @@
+// Browser tests against a real native-node network on 127.0.0.1.
+//
+// 1. Starts a native bootstrap (serving www/ over HTTP), a native listener,
+//    and has a native client write a record.
+// 2. Runs wasm-node's tests in headless Chromium (`wasm-pack test --headless
+//    --chrome`), told where that network is through the environment.
+// 3. Opens the page itself in Debian's Chromium (playwright-core, no browser
+//    download), over WebSocket and over WebRTC-direct: waits until it shows it
+//    joined, puts a record through its form and reads the native record
+//    through it, checks from a native node that the page's record is there,
+//    checks that a reload keeps the tab's peer id, and saves screenshots to
+//    tests/artifacts/.
+//
+// Usage: node tests/browser/run.mjs   (scripts/test.sh builds what it needs)
+import { spawn, spawnSync } from "node:child_process";
+import { createInterface } from "node:readline";
+import { mkdirSync, mkdtempSync, existsSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const targetDir = process.env.CARGO_TARGET_DIR ?? join(root, "target");
+const nativeNode = join(targetDir, "debug", "native-node");
+const artifacts = join(root, "tests", "artifacts");
+const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const CHROMIUM_ARGS = [
+  "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+  "--disable-component-update", "--no-first-run", "--disable-sync",
+];
+const run = `${process.pid}`;
+// libp2p-webrtc-websys 0.5 lets the browser call a data channel's event
+// handler after the stream it belongs to was dropped, which throws this from
+// the callback (rust-libp2p issue #6551, fix pending in PR #6558). The node is
+// unaffected; the test counts these and fails on any other page error.
+const KNOWN_UPSTREAM_ERROR = "closure invoked recursively or after being dropped";
+let knownUpstreamErrors = 0;
+const children = [];
+// The nodes are told everything they know on their command line.
+const nodeEnv = { ...process.env, RUST_LOG: "info" };
+delete nodeEnv.DHT_BOOTSTRAP;
+
+function fail(message) {
+  console.error(`browser tests: ${message}`);
+  cleanup();
+  process.exit(1);
+}
+
+function cleanup() {
+  for (const child of children) child.kill("SIGKILL");
+}
+process.on("SIGINT", () => { cleanup(); process.exit(130); });
+
+/** Starts `native-node --json ARGS`; resolves lines as they come. */
+function startNode(name, args) {
+  const child = spawn(nativeNode, ["--json", ...args], {
+    env: nodeEnv,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  const lines = [];
+  const waiters = [];
+  let log = "";
+  child.stderr.on("data", (chunk) => { log = (log + chunk).slice(-20000); });
+  createInterface({ input: child.stdout }).on("line", (line) => {
+    const value = JSON.parse(line);
+    lines.push(value);
+    for (const waiter of [...waiters]) {
+      if (waiter.match(value)) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve(value);
+      }
+    }
+  });
+  child.on("exit", (code) => {
+    for (const waiter of waiters) waiter.reject(new Error(`${name} exited (${code}) while waiting for ${waiter.what}\n${log}`));
+  });
+  return {
+    name,
+    waitFor(what, match, ms = 30000) {
+      const seen = lines.find(match);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const waiter = { what, match, resolve, reject };
+        waiters.push(waiter);
+        setTimeout(() => reject(new Error(`${name}: timed out waiting for ${what}\n${log}`)), ms);
+      });
+    },
+  };
+}
+
+function nativeClient(args) {
+  const result = spawnSync(nativeNode, ["client", ...args], {
+    env: nodeEnv,
+    encoding: "utf8",
+    timeout: 60000,
+  });
+  return result;
+}
+
+async function main() {
+  if (!existsSync(nativeNode)) fail(`${nativeNode} is missing: run cargo build -p native-node first`);
+  if (!existsSync(join(root, "www", "pkg", "wasm_node.js"))) fail("www/pkg is missing: run scripts/build-wasm.sh first");
+  const data = mkdtempSync(join(tmpdir(), "ns-dht-browser-"));
+  mkdirSync(artifacts, { recursive: true });
+
+  // 1. The native side.
+  const bootstrap = startNode("bootstrap", [
+    "bootstrap", "--key-file", join(data, "bootstrap.key"), "--port", "0", "--http-port", "0",
+    "--www", join(root, "www"), "--report-interval", "0",
+  ]);
+  const started = await bootstrap.waitFor("start-up", (l) => l.type === "started");
+  const http = await bootstrap.waitFor("the HTTP server", (l) => l.type === "http");
+  const tcp = started.addresses.find((a) => a.includes("/tcp/") && !a.includes("/ws"));
+  const browserAddresses = started.addresses.filter((a) => a.includes("/ws/") || a.includes("/webrtc-direct/"));
+  if (browserAddresses.length < 2) fail(`the bootstrap offers no WebSocket and WebRTC addresses: ${started.addresses}`);
+
+  const namespace = `browser-test-${run}`;
+  const listener = startNode("listener", ["listener", "--namespace", namespace, "--bootstrap", tcp]);
+  const listenerId = (await listener.waitFor("start-up", (l) => l.type === "started")).peerId;
+  await listener.waitFor("its registration", (l) => l.type === "registered");
+
+  const nativeKey = `native-record-${run}`;
+  const nativeValue = "written by a native node";
+  const put = nativeClient(["--bootstrap", tcp, "put", nativeKey, nativeValue]);
+  if (put.status !== 0) fail(`the native client could not write: ${put.stderr}`);
+
+  // 2. wasm-node's tests in headless Chromium.
+  const wasmTests = spawnSync("wasm-pack", ["test", "--headless", "--chrome", join(root, "wasm-node")], {
+    stdio: "inherit",
+    env: {
+      ...process.env,
+      CHROMEDRIVER: process.env.CHROMEDRIVER ?? "/usr/bin/chromedriver",
+      NS_DHT_TEST_BOOTSTRAP: browserAddresses.join(","),
+      NS_DHT_TEST_HTTP: http.url,
+      NS_DHT_TEST_NATIVE_KEY: nativeKey,
+      NS_DHT_TEST_NATIVE_VALUE: nativeValue,
+      NS_DHT_TEST_NAMESPACE: namespace,
+      NS_DHT_TEST_LISTENER: listenerId,
+    },
+  });
+  if (wasmTests.status !== 0) fail(`wasm-pack test failed (status ${wasmTests.status})`);
+
+  // 3. The page, end to end.
+  const browser = await chromium.launch({ executablePath: chromiumPath, args: CHROMIUM_ARGS });
+  try {
+    for (const transport of ["websocket", "webrtc-direct"]) {
+      const context = await browser.newContext({ viewport: { width: 1200, height: 1000 } });
+      const page = await context.newPage();
+      const errors = [];
+      page.on("pageerror", (e) => {
+        if (e.message === KNOWN_UPSTREAM_ERROR && e.stack?.includes("RTCDataChannel")) knownUpstreamErrors += 1;
+        else errors.push(e.message);
+      });
+      await page.goto(`${http.url}?ephemeral&transport=${transport}`);
+      await page.waitForSelector('body[data-state="joined"]', { timeout: 30000 }).catch(async () => {
+        fail(`the page did not join over ${transport}: ${await page.textContent("#state-line")}`);
+      });
+      const shown = await page.textContent("#transport");
+      if (shown !== transport) fail(`the page says it joined over ${shown}, not ${transport}`);
+
+      await page.fill("#get-key", nativeKey);
+      await page.click("#get-form button");
+      await page.waitForFunction(() => document.querySelector("#op-result").textContent.startsWith('"native-record'));
+      const got = await page.textContent("#op-result");
+      if (!got.includes(nativeValue)) fail(`the page read ${got}`);
+
+      const key = `page-record-${transport}-${run}`;
+      const value = `put through the page over ${transport}`;
+      await page.fill("#put-key", key);
+      await page.fill("#put-value", value);
+      await page.click("#put-form button");
+      await page.waitForFunction(
+        () => /^(stored|put failed)/.test(document.querySelector("#op-result").textContent),
+        null,
+        { timeout: 30000 },
+      );
+      const stored = await page.textContent("#op-result");
+      if (!stored.includes(`stored "${key}"`)) fail(`unexpected put result: ${stored}`);
+      await page.waitForFunction((k) => [...document.querySelectorAll("#records td")].some((td) => td.textContent === k), key);
+
+      const timings = await page.evaluate(() => window.nsDht.timings);
+      console.log(`page over ${transport}: joined ${timings.joinedMs.toFixed(0)} ms after navigation, first get answered ${timings.firstGetMs.toFixed(0)} ms after navigation`);
+      await page.screenshot({ path: join(artifacts, `page-${transport}.png`), fullPage: true });
+
+      const check = nativeClient(["--bootstrap", tcp, "get", key]);
+      if (check.status !== 0 || check.stdout !== value) fail(`a native node reads ${JSON.stringify(check.stdout)} for ${key}: ${check.stderr}`);
+      if (errors.length) fail(`the page threw: ${errors.join("; ")}`);
+      await context.close();
+    }
+
+    // A reload keeps the tab's identity (localStorage); a new profile does not.
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => {
+      if (e.message === KNOWN_UPSTREAM_ERROR && e.stack?.includes("RTCDataChannel")) knownUpstreamErrors += 1;
+      else errors.push(e.message);
+    });
+    await page.goto(http.url);
+    await page.waitForSelector('body[data-state="joined"]', { timeout: 30000 });
+    const first = await page.textContent("#peer-id");
+    await page.reload();
+    await page.waitForSelector('body[data-state="joined"]', { timeout: 30000 });
+    const second = await page.textContent("#peer-id");
+    if (first !== second) fail(`a reload changed the peer id: ${first} then ${second}`);
+    if (errors.length) fail(`the page threw: ${errors.join("; ")}`);
+    await context.close();
+  } finally {
+    await browser.close();
+  }
+  console.log(`browser tests passed; screenshots in ${artifacts}`);
+  if (knownUpstreamErrors) console.log(`(${knownUpstreamErrors} known libp2p-webrtc-websys callback errors, rust-libp2p#6551)`);
+  cleanup();
+  rmSync(data, { recursive: true, force: true });
+}
+
+main().catch((error) => fail(error.stack ?? String(error)));

@@ -1,0 +1,262 @@
+//! The browser node in a real Chromium against a real `native-node`
+//! bootstrap, through the same JavaScript API the page uses.
+//!
+//! `tests/browser/run.mjs` (run by `scripts/test.sh`) starts the bootstrap, a
+//! native listener and a native writer, then runs these tests with their
+//! coordinates in the environment at compile time:
+//!
+//! - `NS_DHT_TEST_BOOTSTRAP`: the bootstrap's addresses, comma-separated;
+//! - `NS_DHT_TEST_HTTP`: its HTTP base URL (`/api/record` reads through it);
+//! - `NS_DHT_TEST_NATIVE_KEY`, `NS_DHT_TEST_NATIVE_VALUE`: a record a native
+//!   node wrote;
+//! - `NS_DHT_TEST_NAMESPACE`, `NS_DHT_TEST_LISTENER`: a native listener.
+#![cfg(target_arch = "wasm32")]
+
+use js_sys::{Array, Promise, Reflect};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+use wasm_node::DhtNode;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn env(value: Option<&'static str>, name: &str) -> &'static str {
+    value.unwrap_or_else(|| {
+        panic!("{name} is not set: run the browser tests through tests/browser/run.mjs")
+    })
+}
+
+fn bootstrap() -> Array {
+    env(
+        option_env!("NS_DHT_TEST_BOOTSTRAP"),
+        "NS_DHT_TEST_BOOTSTRAP",
+    )
+    .split(',')
+    .map(JsValue::from_str)
+    .collect()
+}
+
+fn options(transport: Option<&str>) -> JsValue {
+    let options = js_sys::Object::new();
+    Reflect::set(&options, &"bootstrap".into(), &bootstrap()).unwrap();
+    // Each test is its own tab, with its own identity.
+    Reflect::set(&options, &"ephemeral".into(), &JsValue::TRUE).unwrap();
+    if let Some(transport) = transport {
+        let list: Array = [JsValue::from_str(transport)].into_iter().collect();
+        Reflect::set(&options, &"transports".into(), &list).unwrap();
+    }
+    options.into()
+}
+
+async fn start(transport: Option<&str>) -> DhtNode {
+    match DhtNode::start(options(transport), None).await {
+        Ok(node) => node,
+        Err(error) => panic!("the tab could not join: {}", message(&error.into())),
+    }
+}
+
+async fn call(promise: Promise) -> Result<JsValue, String> {
+    JsFuture::from(promise).await.map_err(|e| message(&e))
+}
+
+fn message(error: &JsValue) -> String {
+    Reflect::get(error, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .unwrap_or_else(|| format!("{error:?}"))
+}
+
+fn field(object: &JsValue, name: &str) -> JsValue {
+    Reflect::get(object, &name.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", js_sys::Math::random().to_bits())
+}
+
+/// What the native bootstrap finds under `key`, read over its HTTP API.
+async fn native_lookup(key: &str) -> JsValue {
+    let base = env(option_env!("NS_DHT_TEST_HTTP"), "NS_DHT_TEST_HTTP");
+    let url = format!(
+        "{base}api/record?key={}",
+        String::from(js_sys::encode_uri_component(key))
+    );
+    let window = web_sys::window().expect("a window");
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_str(&url))
+        .await
+        .expect("the bootstrap answers")
+        .dyn_into()
+        .expect("a response");
+    JsFuture::from(response.json().expect("JSON body"))
+        .await
+        .expect("JSON")
+}
+
+#[wasm_bindgen_test]
+async fn a_tab_joins_over_websocket() {
+    let node = start(Some("websocket")).await;
+    assert_eq!(node.transport().as_deref(), Some("websocket"));
+    assert!(node.bootstrap_address().unwrap_or_default().contains("/ws"));
+    let table = call(node.routing_table()).await.expect("routing table");
+    assert!(
+        field(&table, "buckets")
+            .dyn_into::<Array>()
+            .expect("buckets")
+            .length()
+            > 0
+    );
+    call(node.stop()).await.expect("stops");
+}
+
+#[wasm_bindgen_test]
+async fn a_tab_joins_over_webrtc_direct() {
+    let node = start(Some("webrtc-direct")).await;
+    assert_eq!(node.transport().as_deref(), Some("webrtc-direct"));
+    assert!(
+        node.bootstrap_address()
+            .unwrap_or_default()
+            .contains("/webrtc-direct/certhash/")
+    );
+    call(node.stop()).await.expect("stops");
+}
+
+#[wasm_bindgen_test]
+async fn a_native_node_reads_what_a_tab_wrote() {
+    let node = start(None).await;
+    let key = unique("written-by-a-tab");
+    call(node.put(key.clone(), "hello from the browser".into()))
+        .await
+        .expect("put succeeds");
+    let found = native_lookup(&key).await;
+    assert_eq!(field(&found, "found"), JsValue::TRUE, "{found:?}");
+    assert_eq!(
+        field(&found, "value").as_string().as_deref(),
+        Some("hello from the browser")
+    );
+    assert_eq!(field(&found, "publisher").as_string(), Some(node.peer_id()));
+    call(node.stop()).await.expect("stops");
+}
+
+#[wasm_bindgen_test]
+async fn a_tab_reads_what_a_native_node_wrote() {
+    let node = start(None).await;
+    let key = env(
+        option_env!("NS_DHT_TEST_NATIVE_KEY"),
+        "NS_DHT_TEST_NATIVE_KEY",
+    );
+    let value = env(
+        option_env!("NS_DHT_TEST_NATIVE_VALUE"),
+        "NS_DHT_TEST_NATIVE_VALUE",
+    );
+    let found = call(node.get(key.to_owned()))
+        .await
+        .expect("the record is found");
+    assert_eq!(field(&found, "value").as_string().as_deref(), Some(value));
+    assert_eq!(
+        field(&found, "foundLocally"),
+        JsValue::FALSE,
+        "it came from the network"
+    );
+    call(node.stop()).await.expect("stops");
+}
+
+#[wasm_bindgen_test]
+async fn a_tab_discovers_a_native_listener_with_its_addresses() {
+    let node = start(None).await;
+    let namespace = env(
+        option_env!("NS_DHT_TEST_NAMESPACE"),
+        "NS_DHT_TEST_NAMESPACE",
+    );
+    let listener = env(option_env!("NS_DHT_TEST_LISTENER"), "NS_DHT_TEST_LISTENER");
+    let members: Array = call(node.discover(namespace.to_owned()))
+        .await
+        .expect("discovery works")
+        .dyn_into()
+        .expect("an array");
+    let member = members
+        .iter()
+        .find(|m| field(m, "peerId").as_string().as_deref() == Some(listener))
+        .unwrap_or_else(|| panic!("listener {listener} not among {members:?}"));
+    let addresses = field(&member, "addresses")
+        .dyn_into::<Array>()
+        .expect("addresses");
+    assert!(
+        addresses.length() > 0,
+        "no addresses for the listener: {:?}",
+        js_sys::JSON::stringify(&member)
+    );
+    call(node.stop()).await.expect("stops");
+}
+
+#[wasm_bindgen_test]
+async fn two_tabs_find_each_others_registrations() {
+    let (first, second) = (
+        start(Some("websocket")).await,
+        start(Some("webrtc-direct")).await,
+    );
+    let namespace = unique("tabs");
+    call(first.register(namespace.clone()))
+        .await
+        .expect("first registers");
+    call(second.register(namespace.clone()))
+        .await
+        .expect("second registers");
+    for (seeker, other) in [(&first, &second), (&second, &first)] {
+        let members: Array = call(seeker.discover(namespace.clone()))
+            .await
+            .expect("discovery works")
+            .dyn_into()
+            .expect("an array");
+        let ids: Vec<String> = members
+            .iter()
+            .filter_map(|m| field(&m, "peerId").as_string())
+            .collect();
+        assert_eq!(
+            ids,
+            vec![other.peer_id()],
+            "each tab finds the other (and not itself): {:?}",
+            js_sys::JSON::stringify(&members)
+        );
+    }
+    call(first.stop()).await.expect("stops");
+    call(second.stop()).await.expect("stops");
+}
+
+#[wasm_bindgen_test]
+async fn bad_input_rejects_with_a_message() {
+    let bad = js_sys::Object::new();
+    let list: Array = [JsValue::from_str("/ip4/not-an-address")]
+        .into_iter()
+        .collect();
+    Reflect::set(&bad, &"bootstrap".into(), &list).unwrap();
+    let error = DhtNode::start(bad.into(), None).await.expect_err("refused");
+    assert!(message(&error.into()).contains("invalid bootstrap address"));
+
+    let tcp_only = js_sys::Object::new();
+    let list: Array = [JsValue::from_str(
+        "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWEPTK1qWbbdU13mQGfXcFZ1RYofvEFje7quTUWHvhGKC6",
+    )]
+    .into_iter()
+    .collect();
+    Reflect::set(&tcp_only, &"bootstrap".into(), &list).unwrap();
+    let error = DhtNode::start(tcp_only.into(), None)
+        .await
+        .expect_err("refused");
+    assert!(message(&error.into()).contains("a browser needs /ws"));
+
+    let node = start(None).await;
+    let too_big = "x".repeat(70_000);
+    let error = call(node.put("big".into(), too_big.into()))
+        .await
+        .expect_err("refused");
+    assert!(error.contains("the limit is 65536"), "{error}");
+    let error = call(node.get(unique("missing")))
+        .await
+        .expect_err("not found");
+    assert!(error.contains("was not found"), "{error}");
+    let error = call(node.register(String::new()))
+        .await
+        .expect_err("refused");
+    assert!(error.contains("namespace name is empty"), "{error}");
+    call(node.stop()).await.expect("stops");
+}

@@ -1,0 +1,224 @@
+// The page: starts a DHT node in this tab (wasm-node) and shows what it does.
+// Everything shown comes from the node; nothing here is simulated.
+import init, { DhtNode } from "./pkg/wasm_node.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const MAX_EVENTS = 60;
+
+// Milliseconds since navigation started, exposed for tests and benchmarks.
+window.nsDht = { timings: {}, node: null };
+
+function setState(state, detail = "") {
+  document.body.dataset.state = state;
+  $("state").textContent = state;
+  $("state-detail").textContent = detail;
+}
+
+function step(name) {
+  const item = document.querySelector(`[data-step="${name}"]`);
+  if (item) item.classList.add("done");
+}
+
+function short(peerId) {
+  return peerId.length > 16 ? `${peerId.slice(0, 8)}…${peerId.slice(-6)}` : peerId;
+}
+
+function logEvent(event) {
+  const item = document.createElement("li");
+  const { type, ...rest } = event;
+  const detail = Object.entries(rest)
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.length + " addresses" : typeof v === "string" && v.startsWith("12D3") ? short(v) : v}`)
+    .join(" ");
+  item.innerHTML = `<time>${new Date().toLocaleTimeString()}</time> <b></b> <span></span>`;
+  item.querySelector("b").textContent = type;
+  item.querySelector("span").textContent = detail;
+  const log = $("event-log");
+  log.prepend(item);
+  while (log.children.length > MAX_EVENTS) log.lastChild.remove();
+}
+
+let routingPeers = new Set();
+let refreshQueued = false;
+
+function onEvent(event) {
+  logEvent(event);
+  switch (event.type) {
+    case "peer-connected":
+      step("connected");
+      break;
+    case "routing-updated":
+      routingPeers.add(event.peer);
+      $("routing-count").textContent = routingPeers.size;
+      step("routing");
+      break;
+    case "bootstrapped":
+      step("joined");
+      break;
+  }
+  queueRefresh();
+}
+
+function queueRefresh() {
+  if (refreshQueued || !window.nsDht.node) return;
+  refreshQueued = true;
+  setTimeout(() => {
+    refreshQueued = false;
+    refresh().catch((e) => console.warn("refresh failed", e));
+  }, 250);
+}
+
+function drawBuckets(table) {
+  const svg = $("buckets");
+  const buckets = table.buckets;
+  const rowHeight = 22, labelWidth = 90, dot = 14, gap = 4;
+  const widest = Math.max(1, ...buckets.map((b) => b.entries.length));
+  const width = labelWidth + widest * (dot + gap) + 20;
+  const height = Math.max(1, buckets.length) * rowHeight + 8;
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", height);
+  svg.replaceChildren();
+  const ns = "http://www.w3.org/2000/svg";
+  if (buckets.length === 0) {
+    const text = document.createElementNS(ns, "text");
+    text.setAttribute("x", 4); text.setAttribute("y", 16);
+    text.textContent = "empty";
+    svg.append(text);
+  }
+  [...buckets].sort((a, b) => b.index - a.index).forEach((bucket, row) => {
+    const y = row * rowHeight + 4;
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", 4); label.setAttribute("y", y + dot - 2);
+    label.textContent = `bucket ${bucket.index}`;
+    svg.append(label);
+    bucket.entries.forEach((entry, i) => {
+      const circle = document.createElementNS(ns, "circle");
+      circle.setAttribute("cx", labelWidth + i * (dot + gap) + dot / 2);
+      circle.setAttribute("cy", y + dot / 2);
+      circle.setAttribute("r", dot / 2 - 1);
+      circle.setAttribute("class", entry.connected ? "peer connected" : "peer");
+      const title = document.createElementNS(ns, "title");
+      title.textContent = `${entry.peerId}\n${entry.addresses.join("\n")}`;
+      circle.append(title);
+      svg.append(circle);
+    });
+  });
+  const total = buckets.reduce((n, b) => n + b.entries.length, 0);
+  $("routing-summary").textContent = `${total} peers in ${buckets.length} buckets`;
+}
+
+function drawRecords(records) {
+  const body = $("records");
+  body.replaceChildren();
+  for (const record of records) {
+    const row = body.insertRow();
+    row.insertCell().textContent = record.key;
+    row.insertCell().textContent = record.value;
+    row.insertCell().textContent = record.publisher ? short(record.publisher) : "–";
+    row.insertCell().textContent = record.expiresInMs == null ? "never" : `${Math.round(record.expiresInMs / 3600000)} h`;
+  }
+  $("records-empty").hidden = records.length > 0;
+}
+
+async function refresh() {
+  const node = window.nsDht.node;
+  const [table, records] = await Promise.all([node.routingTable(), node.records()]);
+  drawBuckets(table);
+  drawRecords(records);
+  $("transport").textContent = node.transport ?? "disconnected";
+  $("bootstrap-address").textContent = node.bootstrapAddress ?? "–";
+}
+
+function showResult(element, ok, text) {
+  element.textContent = text;
+  element.className = ok ? "result ok" : "result error";
+}
+
+async function timed(action) {
+  const started = performance.now();
+  const value = await action();
+  return [value, performance.now() - started];
+}
+
+function wireForms() {
+  $("put-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const key = $("put-key").value, value = $("put-value").value;
+    try {
+      const [stored, ms] = await timed(() => window.nsDht.node.put(key, value));
+      showResult($("op-result"), true, `stored "${key}" in ${ms.toFixed(1)} ms (${stored.requests} requests)`);
+      queueRefresh();
+    } catch (error) {
+      showResult($("op-result"), false, `put failed: ${error.message}`);
+    }
+  });
+  $("get-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const key = $("get-key").value;
+    try {
+      const [found, ms] = await timed(() => window.nsDht.node.get(key));
+      window.nsDht.timings.firstGetMs ??= performance.now();
+      const value = found.value ?? `${found.bytes.length} bytes (not text)`;
+      const where = found.foundLocally ? "in this tab" : `after asking ${found.requests} peer${found.requests === 1 ? "" : "s"}`;
+      showResult($("op-result"), true, `"${key}" = "${value}", found ${where} in ${ms.toFixed(1)} ms`);
+    } catch (error) {
+      showResult($("op-result"), false, `get failed: ${error.message}`);
+    }
+  });
+  $("ns-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const name = $("ns-name").value;
+    const action = e.submitter?.value ?? "discover";
+    const list = $("ns-peers");
+    try {
+      if (action === "register") {
+        const [, ms] = await timed(() => window.nsDht.node.register(name));
+        showResult($("ns-result"), true, `registered in "${name}" in ${ms.toFixed(1)} ms`);
+      } else {
+        const [peers, ms] = await timed(() => window.nsDht.node.discover(name));
+        showResult($("ns-result"), true, `${peers.length} members of "${name}" found in ${ms.toFixed(1)} ms`);
+        list.replaceChildren(...peers.map((p) => {
+          const item = document.createElement("li");
+          item.textContent = `${p.peerId} ${p.addresses.length ? p.addresses.join(" ") : "(a browser tab: no address)"}`;
+          return item;
+        }));
+      }
+    } catch (error) {
+      showResult($("ns-result"), false, `${action} failed: ${error.message}`);
+    }
+  });
+}
+
+async function main() {
+  wireForms();
+  setState("loading", "loading the node");
+  try {
+    await init();
+    step("wasm");
+    const response = await fetch("/config.json");
+    if (!response.ok) throw new Error(`/config.json answered ${response.status}`);
+    const config = await response.json();
+    step("config");
+    setState("joining", `through ${short(config.peerId)}`);
+    const options = { bootstrap: config.addresses, ephemeral: params.has("ephemeral") };
+    if (params.get("transport")) options.transports = [params.get("transport")];
+    const node = await DhtNode.start(options, onEvent);
+    window.nsDht.node = node;
+    window.nsDht.timings.joinedMs = performance.now();
+    step("connected"); step("joined");
+    $("peer-id").textContent = node.peerId;
+    $("identity-kind").textContent = node.identityPersisted
+      ? "kept in localStorage: a reload keeps this peer id"
+      : "ephemeral: a reload makes a new peer id";
+    $("joined-in").textContent = `${window.nsDht.timings.joinedMs.toFixed(0)} ms after the page started loading`;
+    setState("joined", `over ${node.transport}`);
+    await refresh();
+    setInterval(queueRefresh, 5000);
+  } catch (error) {
+    console.error(error);
+    setState("failed", error.message ?? String(error));
+  }
+}
+
+main();

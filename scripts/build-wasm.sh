@@ -20,6 +20,8 @@ if command -v wasm-opt >/dev/null 2>&1; then
     "$wasm" -o "$wasm.opt"
   mv "$wasm.opt" "$wasm"
 fi
+# The bootstrap's HTTP server sends these to browsers that accept gzip.
+gzip -9 -k -f "$wasm" "$out/wasm_node.js"
 raw=$(stat -c %s "$wasm")
-gz=$(gzip -9 -c "$wasm" | wc -c)
+gz=$(stat -c %s "$wasm.gz")
 echo "www/pkg: wasm_node_bg.wasm $raw bytes raw, $gz bytes gzip -9"

@@ -81,7 +81,8 @@ pub(crate) struct NodeArgs {
     pub(crate) bootstrap: Vec<Multiaddr>,
 
     /// An address to listen on; repeat for more. Replaces the role's default
-    /// listeners (see --ip).
+    /// listeners (see --ip): TCP, QUIC and WebSocket on free ports (the
+    /// bootstrap: fixed ports, and WebRTC-direct too).
     #[arg(long = "listen", value_name = "MULTIADDR")]
     pub(crate) listen: Vec<Multiaddr>,
 

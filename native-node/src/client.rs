@@ -44,7 +44,10 @@ pub(crate) async fn run(args: ClientArgs, output: Output) -> Result<(), Failure>
         .server_mode(mode)
         .build()
         .map_err(Failure::usage)?;
-    let listen = args.node.listen_addresses(0, 0, None, None);
+    // A serving node also listens on WebSocket, so that browser tabs can
+    // reach it in lookups.
+    let websocket = (mode == ServerMode::Always).then_some(0);
+    let listen = args.node.listen_addresses(0, 0, websocket, None);
     let mut running = host::start(
         keypair,
         None,

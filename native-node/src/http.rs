@@ -172,7 +172,15 @@ async fn handle(mut stream: TcpStream, site: &Site) -> io::Result<()> {
             }
         },
         _ => match resolve(&site.root, path) {
-            Some(file) => serve_file(&mut stream, &file, with_body).await,
+            Some(file) => {
+                let gzip = head
+                    .lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .any(|(name, value)| {
+                        name.eq_ignore_ascii_case("accept-encoding") && value.contains("gzip")
+                    });
+                serve_file(&mut stream, &file, gzip, with_body).await
+            }
             None => respond(&mut stream, 404, "text/plain", b"not found\n", with_body).await,
         },
     }
@@ -250,13 +258,40 @@ fn content_type(file: &Path) -> &'static str {
     }
 }
 
-async fn serve_file(stream: &mut TcpStream, file: &Path, with_body: bool) -> io::Result<()> {
-    match tokio::fs::metadata(file).await {
+/// Serves `file`, or its gzip-compressed twin `<file>.gz` (made by the
+/// build) when the client accepts gzip and the twin is at least as new.
+async fn serve_file(
+    stream: &mut TcpStream,
+    file: &Path,
+    gzip: bool,
+    with_body: bool,
+) -> io::Result<()> {
+    let Ok(meta) = tokio::fs::metadata(file).await else {
+        return respond(stream, 404, "text/plain", b"not found\n", with_body).await;
+    };
+    let mut twin = file.as_os_str().to_owned();
+    twin.push(".gz");
+    let twin = PathBuf::from(twin);
+    let compressed = match (gzip, tokio::fs::metadata(&twin).await) {
+        (true, Ok(twin_meta)) => match (twin_meta.modified(), meta.modified()) {
+            (Ok(twin_time), Ok(time)) => twin_time >= time,
+            _ => false,
+        },
+        _ => false,
+    };
+    let (source, encoding) = if compressed {
+        (twin.as_path(), Some("gzip"))
+    } else {
+        (file, None)
+    };
+    match tokio::fs::metadata(source).await {
         Ok(meta) if meta.len() <= MAX_FILE => {}
         _ => return respond(stream, 404, "text/plain", b"not found\n", with_body).await,
     }
-    match tokio::fs::read(file).await {
-        Ok(body) => respond(stream, 200, content_type(file), &body, with_body).await,
+    match tokio::fs::read(source).await {
+        Ok(body) => {
+            respond_encoded(stream, 200, content_type(file), encoding, &body, with_body).await
+        }
         Err(_) => respond(stream, 404, "text/plain", b"not found\n", with_body).await,
     }
 }
@@ -265,6 +300,17 @@ async fn respond(
     stream: &mut TcpStream,
     status: u16,
     kind: &str,
+    body: &[u8],
+    with_body: bool,
+) -> io::Result<()> {
+    respond_encoded(stream, status, kind, None, body, with_body).await
+}
+
+async fn respond_encoded(
+    stream: &mut TcpStream,
+    status: u16,
+    kind: &str,
+    encoding: Option<&str>,
     body: &[u8],
     with_body: bool,
 ) -> io::Result<()> {
@@ -280,8 +326,12 @@ async fn respond(
     };
     let head = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\n\
-         cache-control: no-cache\r\nx-content-type-options: nosniff\r\nconnection: close\r\n{}\r\n",
+         cache-control: no-cache\r\nx-content-type-options: nosniff\r\nvary: accept-encoding\r\n\
+         connection: close\r\n{}{}\r\n",
         body.len(),
+        encoding
+            .map(|e| format!("content-encoding: {e}\r\n"))
+            .unwrap_or_default(),
         if kind == "application/json" {
             "access-control-allow-origin: *\r\n"
         } else {

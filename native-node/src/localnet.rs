@@ -84,7 +84,7 @@ pub(crate) async fn run(args: LocalnetArgs, output: Output) -> Result<(), Failur
             .discover_interval(Duration::from_secs(2))
             .build()
             .map_err(Failure::usage)?;
-        let listen = args.node.listen_addresses(0, 0, None, None);
+        let listen = args.node.listen_addresses(0, 0, Some(0), None);
         match host::start(
             Keypair::generate_ed25519(),
             None,

@@ -116,7 +116,8 @@ pub(crate) async fn bootstrap(args: BootstrapArgs, output: Output) -> Result<(),
 pub(crate) async fn listener(args: MemberArgs, output: Output) -> Result<(), Failure> {
     let keypair = load_identity(&args.node, None)?;
     let config = args.node.config().build().map_err(Failure::usage)?;
-    let listen = args.node.listen_addresses(0, 0, None, None);
+    // WebSocket too, so that browser tabs can reach this node in lookups.
+    let listen = args.node.listen_addresses(0, 0, Some(0), None);
     let role = Role::Listener {
         namespace: args.namespace,
     };
@@ -132,7 +133,8 @@ pub(crate) async fn dialer(args: DialerArgs, output: Output) -> Result<(), Failu
         .discover_interval(args.discover_interval)
         .build()
         .map_err(Failure::usage)?;
-    let listen = member.node.listen_addresses(0, 0, None, None);
+    // WebSocket too, so that browser tabs can reach this node in lookups.
+    let listen = member.node.listen_addresses(0, 0, Some(0), None);
     let role = Role::Dialer {
         namespace: member.namespace,
     };

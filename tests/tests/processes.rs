@@ -343,18 +343,26 @@ fn the_client_helper_puts_and_gets_for_scripts() {
 
 /// Sends one HTTP/1.1 GET and returns the status code and body.
 fn http_get(url_base: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = http_get_with(url_base, path, "");
+    (status, body)
+}
+
+/// Sends one HTTP/1.1 GET with extra header lines; returns the status code,
+/// the response head and the body.
+fn http_get_with(url_base: &str, path: &str, headers: &str) -> (u16, String, String) {
     use std::io::{Read, Write};
     let authority = url_base.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = std::net::TcpStream::connect(authority).expect("the HTTP server accepts");
-    write!(stream, "GET {path} HTTP/1.1\r\nhost: {authority}\r\n\r\n").expect("request sent");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: {authority}\r\n{headers}\r\n"
+    )
+    .expect("request sent");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("response read");
     let status = response[9..12].parse().expect("a status code");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_owned(), body.to_owned())
 }
 
 /// The bootstrap serves the browser page and tells it where to connect; it
@@ -367,6 +375,8 @@ fn the_bootstrap_serves_the_page_and_its_browser_addresses() {
     std::fs::create_dir_all(&www).expect("mkdir");
     std::fs::write(www.join("index.html"), "<title>page</title>").expect("write");
     std::fs::write(dir.join("secret.txt"), "not served").expect("write");
+    std::fs::write(www.join("app.js"), "plain").expect("write");
+    std::fs::write(www.join("app.js.gz"), "compressed twin").expect("write");
     let key = dir.join("bootstrap.key");
     let mut boot = NodeProcess::start(
         "bootstrap",
@@ -416,6 +426,17 @@ fn the_bootstrap_serves_the_page_and_its_browser_addresses() {
     for escape in ["/../secret.txt", "/%2e%2e/secret.txt", "/missing.html"] {
         assert_eq!(http_get(&url, escape).0, 404, "{escape}");
     }
+    // The build's gzip twin goes to clients that accept gzip, and only to them.
+    let (status, head, body) = http_get_with(&url, "/app.js", "accept-encoding: br, gzip\r\n");
+    assert_eq!((status, body.as_str()), (200, "compressed twin"));
+    assert!(
+        head.contains("content-encoding: gzip") && head.contains("text/javascript"),
+        "{head}"
+    );
+    let (status, head, body) = http_get_with(&url, "/app.js", "");
+    assert_eq!((status, body.as_str()), (200, "plain"));
+    assert!(!head.contains("content-encoding"), "{head}");
+
     let (status, body) = http_get(&url, "/api/record?key=nothing-stored-here");
     assert_eq!(status, 404, "{body}");
 

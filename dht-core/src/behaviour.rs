@@ -86,7 +86,7 @@ impl Behaviour {
             limits,
             kad,
             identify,
-            ping: ping::Behaviour::default(),
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(config.ping_interval)),
             namespace,
             keep_alive: keep_alive::Behaviour::default(),
         }

@@ -74,6 +74,8 @@ pub struct Node {
     dials: HashMap<libp2p::swarm::ConnectionId, (Multiaddr, Reply<Result<PeerId, DialError>>)>,
     listens: HashMap<ListenerId, (Multiaddr, Reply<Result<Multiaddr, ListenError>>)>,
     listeners: HashSet<ListenerId>,
+    /// Connected peers that reached us over loopback, i.e. from this host.
+    loopback_peers: HashSet<PeerId>,
     outbound: HashMap<OutboundRequestId, Outbound>,
     registered: BTreeSet<Namespace>,
     links: BTreeMap<(PeerId, Namespace), LinkState>,
@@ -210,6 +212,7 @@ impl Node {
             dials: HashMap::new(),
             listens: HashMap::new(),
             listeners: HashSet::new(),
+            loopback_peers: HashSet::new(),
             outbound: HashMap::new(),
             registered: BTreeSet::new(),
             links: BTreeMap::new(),
@@ -1069,7 +1072,7 @@ impl Node {
                 tracing::info!(%address, "listening");
                 self.listeners.insert(listener_id);
                 if self.config.advertise_listen_addresses {
-                    self.swarm.add_external_address(address.clone());
+                    self.advertise(&address);
                 }
                 if let Some((_, reply)) = self.listens.remove(&listener_id) {
                     let _ = reply.send(Ok(address.clone()));
@@ -1108,6 +1111,9 @@ impl Node {
                 if let Some((_, reply)) = self.dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
+                if is_loopback(endpoint.get_remote_address()) {
+                    self.loopback_peers.insert(peer_id);
+                }
                 let (address, inbound) = match &endpoint {
                     ConnectedPoint::Dialer { address, .. } => {
                         self.addresses.insert(peer_id, vec![strip_p2p(address)]);
@@ -1136,6 +1142,7 @@ impl Node {
                     return;
                 }
                 tracing::debug!(peer = %peer_id, ?cause, "disconnected");
+                self.loopback_peers.remove(&peer_id);
                 self.subscribers
                     .publish(&Event::PeerDisconnected { peer: peer_id });
                 let lost: Vec<Namespace> = self
@@ -1203,14 +1210,41 @@ impl Node {
         }
     }
 
+    /// Announces a listen address as an external one. Loopback addresses
+    /// are announced only while the node listens on nothing else: to a peer
+    /// on another host they name that peer's own machine, and dialing them
+    /// wastes a lookup's time or reaches the wrong node.
+    fn advertise(&mut self, address: &Multiaddr) {
+        if is_loopback(address) {
+            if self.swarm.listeners().any(|a| !is_loopback(a) && is_ip(a)) {
+                return;
+            }
+        } else if is_ip(address) {
+            let loopback: Vec<Multiaddr> = self
+                .swarm
+                .external_addresses()
+                .filter(|a| is_loopback(a))
+                .cloned()
+                .collect();
+            for stale in loopback {
+                self.swarm.remove_external_address(&stale);
+            }
+        }
+        self.swarm.add_external_address(address.clone());
+    }
+
     fn on_identify_event(&mut self, event: identify::Event) {
         let identify::Event::Received { peer_id, info, .. } = event else {
             return;
         };
+        // A peer that reached us from another host cannot be dialed at its
+        // loopback addresses: those would lead to our own machine.
+        let same_host = self.loopback_peers.contains(&peer_id);
         let addresses: Vec<Multiaddr> = info
             .listen_addrs
             .into_iter()
             .filter(is_dialable)
+            .filter(|a| same_host || !is_loopback(a))
             .take(self.config.max_addresses_per_peer)
             .collect();
         // Only peers that serve our DHT belong in the routing table; the
@@ -1633,6 +1667,26 @@ fn strip_p2p(address: &Multiaddr) -> Multiaddr {
     address
 }
 
+/// Whether an address starts with an IP protocol.
+fn is_ip(address: &Multiaddr) -> bool {
+    matches!(
+        address.iter().next(),
+        Some(Protocol::Ip4(_) | Protocol::Ip6(_))
+    )
+}
+
+/// Whether an address is on the loopback interface (or names `localhost`).
+fn is_loopback(address: &Multiaddr) -> bool {
+    match address.iter().next() {
+        Some(Protocol::Ip4(ip)) => ip.is_loopback(),
+        Some(Protocol::Ip6(ip)) => ip.is_loopback(),
+        Some(Protocol::Dns(name) | Protocol::Dns4(name) | Protocol::Dns6(name)) => {
+            name == "localhost"
+        }
+        _ => false,
+    }
+}
+
 /// Whether a reported address could be dialed at all: no unspecified IP, no
 /// port 0. What a peer says about itself is not trusted further than that.
 fn is_dialable(address: &Multiaddr) -> bool {
@@ -1765,6 +1819,26 @@ mod tests {
             assert!(!is_dialable(&bad.parse().unwrap()), "{bad}");
         }
         assert!(!is_dialable(&Multiaddr::empty()));
+    }
+
+    #[test]
+    fn loopback_addresses_are_recognised() {
+        for local in [
+            "/ip4/127.0.0.1/tcp/1",
+            "/ip4/127.8.9.10/udp/1/quic-v1",
+            "/ip6/::1/tcp/1",
+            "/dns4/localhost/tcp/1",
+        ] {
+            assert!(is_loopback(&local.parse().unwrap()), "{local}");
+        }
+        for remote in [
+            "/ip4/192.168.1.2/tcp/1",
+            "/ip6/2001:db8::1/tcp/1",
+            "/dns4/example.org/tcp/1",
+            "/memory/5",
+        ] {
+            assert!(!is_loopback(&remote.parse().unwrap()), "{remote}");
+        }
     }
 
     #[test]

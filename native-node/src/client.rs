@@ -17,7 +17,7 @@ use crate::{
     exit::Failure,
     host::{self, Running},
     output::{self, Output},
-    roles::load_identity,
+    roles::{load_identity, print_until_signal},
 };
 
 /// The longest request line `serve` reads, beyond the largest record.
@@ -241,17 +241,7 @@ impl Operation {
                     handle.local_peer_id(),
                     &addresses,
                 );
-                let shutdown = host::shutdown_signal();
-                tokio::pin!(shutdown);
-                loop {
-                    tokio::select! {
-                        event = running.events.next() => match event {
-                            Some(event) => output.event(&event),
-                            None => break,
-                        },
-                        () = &mut shutdown => break,
-                    }
-                }
+                print_until_signal(running, None, output).await;
             }
             Operation::Serve => serve(&handle, tokio::io::stdin(), max_record_size).await,
         }

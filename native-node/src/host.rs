@@ -3,23 +3,16 @@
 //! This is the only place that knows the runtime; everything the node does
 //! comes from `dht-core`.
 
-use std::time::Duration;
-
-use anyhow::Context;
 use dht_core::{
-    Behaviour, Config, EventStream, Node, NodeHandle, Role,
-    libp2p::{
-        Multiaddr, PeerId, Swarm, SwarmBuilder, identity::Keypair, multiaddr::Protocol, noise, tcp,
-        yamux,
-    },
+    Config, EventStream, Node, NodeHandle, Role,
+    libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol},
 };
-use libp2p_webrtc::{self as webrtc, tokio::Certificate};
+use libp2p_webrtc::tokio::Certificate;
 use tokio::task::JoinHandle;
 
-use crate::exit::Failure;
+use native_node::transport;
 
-/// How long a QUIC handshake may take before the dial counts as failed.
-const QUIC_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::exit::Failure;
 
 /// A node running on the tokio runtime.
 pub(crate) struct Running {
@@ -48,43 +41,6 @@ impl Running {
     }
 }
 
-/// Builds the swarm with TCP, QUIC, WebRTC-direct, WebSocket and DNS over
-/// tokio. `certificate` is the WebRTC certificate, whose hash is part of the
-/// node's WebRTC address.
-pub(crate) async fn swarm(
-    keypair: Keypair,
-    config: &Config,
-    certificate: Certificate,
-) -> anyhow::Result<Swarm<Behaviour>> {
-    let swarm = SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .context("setting up TCP")?
-        .with_quic_config(|mut quic| {
-            // A dial to a dead peer's UDP port gets no answer at all; give up
-            // after 2 s instead of 5 s so lookups do not stall on it. A
-            // handshake needs one round trip, well within that on any link.
-            quic.handshake_timeout = QUIC_HANDSHAKE_TIMEOUT;
-            quic
-        })
-        .with_other_transport(|key| webrtc::tokio::Transport::new(key.clone(), certificate))
-        .context("setting up WebRTC")?
-        .with_dns()
-        .context("setting up DNS")?
-        .with_websocket(noise::Config::new, yamux::Config::default)
-        .await
-        .context("setting up WebSocket")?
-        .with_behaviour(|key| Behaviour::new(key, config))
-        .context("setting up the behaviour")?
-        .with_swarm_config(|base| config.swarm_config(base))
-        .build();
-    Ok(swarm)
-}
-
 /// Starts a node: builds the swarm, spawns the node task, opens the
 /// listeners (failing if any cannot be opened), announces `external`.
 pub(crate) async fn start(
@@ -97,9 +53,9 @@ pub(crate) async fn start(
 ) -> Result<Running, Failure> {
     let certificate = match certificate {
         Some(certificate) => certificate,
-        None => new_certificate()?,
+        None => transport::new_certificate()?,
     };
-    let mut swarm = swarm(keypair, &config, certificate).await?;
+    let mut swarm = transport::swarm(keypair, &config, certificate).await?;
     for address in external {
         swarm.add_external_address(address.clone());
     }
@@ -118,12 +74,6 @@ pub(crate) async fn start(
         }
     }
     Ok(running)
-}
-
-/// A new WebRTC certificate, for nodes whose WebRTC address need not
-/// survive a restart.
-pub(crate) fn new_certificate() -> anyhow::Result<Certificate> {
-    Certificate::generate(&mut rand::rng()).context("generating a WebRTC certificate")
 }
 
 /// `address` ending in `/p2p/<peer>`.

@@ -37,10 +37,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
-    // Both the `ring` and the `aws-lc-rs` rustls providers are linked in (by
-    // WebSocket/WebRTC and QUIC); rustls cannot choose between them by itself
-    // and the first WebRTC connection would panic. Choose one for the process.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    native_node::transport::install_crypto_provider();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

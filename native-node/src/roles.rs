@@ -158,12 +158,24 @@ pub(crate) async fn serve(
 }
 
 /// Prints events and, if asked, the monitor summary every `report_interval`,
-/// until Ctrl-C or SIGTERM.
+/// until Ctrl-C or SIGTERM; then stops the node.
 async fn run_until_stopped(
     mut running: Running,
     report_interval: Option<Duration>,
     output: Output,
 ) -> Result<(), Failure> {
+    print_until_signal(&mut running, report_interval, output).await;
+    running.stop().await;
+    Ok(())
+}
+
+/// Prints events and, if asked, the monitor summary every `report_interval`,
+/// until Ctrl-C, SIGTERM or the node's end.
+pub(crate) async fn print_until_signal(
+    running: &mut Running,
+    report_interval: Option<Duration>,
+    output: Output,
+) {
     let mut report = report_interval
         .filter(|d| !d.is_zero())
         .map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
@@ -183,8 +195,6 @@ async fn run_until_stopped(
             () = &mut shutdown => break,
         }
     }
-    running.stop().await;
-    Ok(())
 }
 
 /// Waits for the next tick, or forever without an interval.

@@ -39,6 +39,10 @@ cargo build -p native-node --locked
 step "tests"
 cargo test --workspace --locked
 
+step "benchmark harness, small run (numbers printed, never asserted)"
+cargo build -p native-node -p dht-bench --locked
+"${CARGO_TARGET_DIR:-target}/debug/dht-bench" --quick --out "${CARGO_TARGET_DIR:-target}/bench-quick"
+
 step "browser build (size-tuned) imports nothing native"
 bash scripts/build-wasm.sh
 node -e '

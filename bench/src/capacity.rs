@@ -1,0 +1,219 @@
+//! Bootstrap capacity: one `native-node` bootstrap process and many light
+//! clients holding a connection to it, half over TCP and half over
+//! WebSocket, all on 127.0.0.1. Reports the connections it holds, its memory
+//! per connection, and put/get latency at the bootstrap while it carries them.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail};
+use dht_core::{Config, Event, Node, NodeHandle, Role, ServerMode, libp2p::identity::Keypair};
+use futures::{StreamExt, future::join_all};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    procs::Process,
+    stats::{self, Latency},
+};
+
+/// What the capacity run measured.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Capacity {
+    pub(crate) clients: usize,
+    pub(crate) connected: usize,
+    pub(crate) held_by_bootstrap: u64,
+    pub(crate) bootstrap_rss_before: u64,
+    pub(crate) bootstrap_rss_after: u64,
+    pub(crate) rss_bytes_per_connection: f64,
+    pub(crate) connect_seconds: f64,
+    pub(crate) put: Latency,
+    pub(crate) get: Latency,
+    pub(crate) get_success: f64,
+}
+
+/// A light client: a client-mode node that listens nowhere and keeps its
+/// connection to the bootstrap.
+async fn light_client(bootstrap: &str) -> anyhow::Result<(NodeHandle, bool)> {
+    let config = Config::builder()
+        .bootstrap_peer(bootstrap.parse()?)
+        .server_mode(ServerMode::Never)
+        .build()?;
+    let keypair = Keypair::generate_ed25519();
+    let certificate = native_node::transport::new_certificate()?;
+    let swarm = native_node::transport::swarm(keypair, &config, certificate).await?;
+    let (mut node, handle) = Node::new(swarm, config, Role::ClientHelper);
+    let mut events = node.subscribe();
+    tokio::spawn(node.run());
+    let connected = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(event) = events.next().await {
+            if matches!(event, Event::BootstrapPeerConnected { .. }) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    Ok((handle, connected))
+}
+
+/// Connects `clients` light clients to a fresh bootstrap and measures it.
+pub(crate) async fn measure(
+    binary: &Path,
+    clients: usize,
+    rounds: usize,
+    time_limit: Duration,
+) -> anyhow::Result<Capacity> {
+    if !binary.exists() {
+        bail!(
+            "{} is missing: build it with `cargo build --release -p native-node`",
+            binary.display()
+        );
+    }
+    let deadline = Instant::now() + time_limit;
+    let dir = std::env::temp_dir().join(format!("ns-dht-capacity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let key = dir.join("bootstrap.key");
+    let key = key
+        .to_str()
+        .ok_or_else(|| anyhow!("temporary path is not UTF-8"))?;
+    let (mut bootstrap, line) = Process::start(
+        binary,
+        &[
+            "bootstrap",
+            "--key-file",
+            key,
+            "--no-http",
+            "--report-interval",
+            "0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0/ws",
+        ],
+        |v| v["type"] == "started",
+    )
+    .await?;
+    let addresses: Vec<String> = line["addresses"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|a| a.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let tcp = addresses
+        .iter()
+        .find(|a| !a.contains("/ws/"))
+        .cloned()
+        .ok_or_else(|| anyhow!("no TCP address"))?;
+    let ws = addresses
+        .iter()
+        .find(|a| a.contains("/ws/"))
+        .cloned()
+        .ok_or_else(|| anyhow!("no WebSocket address"))?;
+    let pid = bootstrap.pid();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = stats::status_bytes(&pid, "VmRSS:");
+
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    let mut connected = 0;
+    while handles.len() < clients && Instant::now() < deadline {
+        let batch = 50.min(clients - handles.len());
+        let offset = handles.len();
+        let results = join_all(
+            (0..batch).map(|i| light_client(if (offset + i) % 2 == 0 { &tcp } else { &ws })),
+        )
+        .await;
+        for result in results {
+            let (handle, ok) = result?;
+            connected += usize::from(ok);
+            handles.push(handle);
+        }
+        if handles.len() % 500 == 0 || handles.len() == clients {
+            eprintln!(
+                "  capacity: {}/{clients} clients connected after {:.1} s",
+                connected,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let connect_seconds = started.elapsed().as_secs_f64();
+    // Let the clients' bootstrap lookups settle before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = stats::status_bytes(&pid, "VmRSS:");
+
+    // Connections the bootstrap holds: its established TCP sockets in the
+    // kernel's table (WebSocket runs over TCP).
+    let held = count_sockets(&pid);
+
+    let (probe, _) = light_client(&tcp).await?;
+    let (mut puts, mut gets, mut get_ok) = (Vec::new(), Vec::new(), 0);
+    for round in 0..rounds {
+        if Instant::now() > deadline {
+            break;
+        }
+        let key = format!("capacity-{round}").into_bytes();
+        let started = Instant::now();
+        let _ = probe.put_record(key.clone(), b"v".to_vec()).await;
+        puts.push(started.elapsed());
+        let started = Instant::now();
+        if probe.get_record(key).await.is_ok() {
+            get_ok += 1;
+        }
+        gets.push(started.elapsed());
+    }
+    probe.shutdown().await;
+    join_all(handles.iter().map(NodeHandle::shutdown)).await;
+    let _ = bootstrap.child.start_kill();
+    let _ = bootstrap.child.wait().await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    Ok(Capacity {
+        clients,
+        connected,
+        held_by_bootstrap: held,
+        bootstrap_rss_before: before,
+        bootstrap_rss_after: after,
+        rss_bytes_per_connection: after.saturating_sub(before) as f64 / connected.max(1) as f64,
+        connect_seconds,
+        put: Latency::of(&puts),
+        get: Latency::of(&gets),
+        get_success: f64::from(get_ok) / gets.len().max(1) as f64,
+    })
+}
+
+/// Established TCP connections held by a process: its socket descriptors
+/// that appear in the kernel's table as established.
+fn count_sockets(pid: &str) -> u64 {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    let inodes: std::collections::HashSet<String> = entries
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(str::to_owned)
+        })
+        .collect();
+    let established = |table: &str| -> u64 {
+        std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .filter(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.get(3) == Some(&"01")
+                    && fields.get(9).is_some_and(|inode| inodes.contains(*inode))
+            })
+            .count() as u64
+    };
+    established("/proc/net/tcp") + established("/proc/net/tcp6")
+}

@@ -1,0 +1,375 @@
+//! `dht-bench`: how fast and how large the DHT is.
+//!
+//! Builds networks of N nodes with the real code paths (default
+//! configuration, noise + yamux, Kademlia as the nodes run it) and measures
+//! latency, success, recall, hops, memory and CPU; then the same with
+//! `native-node` processes, and a bootstrap's connection capacity. Prints a
+//! table, writes one JSON file per run and an SVG plot. Timings are
+//! reported, never asserted.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod capacity;
+mod hops;
+mod net;
+mod plot;
+mod procs;
+mod stats;
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::Parser;
+use serde_json::json;
+
+use crate::net::{Measurement, Transport};
+
+/// Measure the DHT: lookup latency, hops, recall, memory and CPU per network
+/// size, in one process and across processes, and a bootstrap's capacity.
+///
+/// Everything runs on 127.0.0.1 or in memory; every run is bounded by
+/// --time-limit. Build in release mode: `cargo run --release -p dht-bench`.
+#[derive(Debug, Parser)]
+#[command(name = "dht-bench", version)]
+struct Args {
+    /// Network sizes for the in-process memory-transport runs.
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "16,64,256,1024")]
+    sizes: Vec<usize>,
+
+    /// Network sizes for the in-process runs over loopback TCP and QUIC
+    /// (each node holds real sockets; empty to skip).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "16,64")]
+    socket_sizes: Vec<usize>,
+
+    /// Socket transports for --socket-sizes.
+    #[arg(long, value_delimiter = ',', default_value = "tcp,quic")]
+    transports: Vec<Transport>,
+
+    /// Sizes of the multi-process runs (`native-node` processes on
+    /// 127.0.0.1; give the option with no value to skip).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "16,64")]
+    processes: Vec<usize>,
+
+    /// Light clients for the bootstrap capacity run (0 to skip).
+    #[arg(long, default_value_t = 2000)]
+    capacity: usize,
+
+    /// Put/get rounds per network, from random nodes.
+    #[arg(long, default_value_t = 200)]
+    rounds: usize,
+
+    /// Time limit of each run, in seconds.
+    #[arg(long, default_value_t = 900)]
+    time_limit: u64,
+
+    /// Seed of the random choices, so runs are comparable.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+
+    /// Where the JSON results go (one file per run).
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+
+    /// Where the SVG plot of latency and hops against N goes.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+
+    /// The `native-node` binary (default: next to this one).
+    #[arg(long)]
+    native_node: Option<PathBuf>,
+
+    /// Override the nodes' idle connection timeout, in seconds (default: the
+    /// node default), to see what open connections cost.
+    #[arg(long)]
+    idle_timeout: Option<u64>,
+
+    /// Stop a measurement whose process grows past this many MiB of
+    /// resident memory (default: 85 % of the machine's memory), so a network
+    /// too large for the machine fails as a result, not as an OOM kill of
+    /// something else.
+    #[arg(long)]
+    memory_limit_mib: Option<u64>,
+
+    /// Seconds the network rests, untouched, to measure its idle CPU use.
+    #[arg(long, default_value_t = 5)]
+    rest_seconds: u64,
+
+    /// Internal: run one measurement in this process and print it as JSON
+    /// (`memory:N`, `tcp:N`, `quic:N`, `processes:N` or `capacity:N`). The
+    /// harness runs each measurement in a fresh process of its own, so that
+    /// memory figures are not inflated by earlier runs.
+    #[arg(long, hide = true)]
+    run_one: Option<String>,
+
+    /// A small run that finishes in a minute or two (for CI): N=16, 20
+    /// rounds, TCP only, 16 processes, 50 light clients.
+    #[arg(long)]
+    quick: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.quick {
+        args.sizes = vec![16];
+        args.socket_sizes = vec![16];
+        args.transports = vec![Transport::Tcp];
+        args.processes = vec![16];
+        args.capacity = 50;
+        args.rounds = 20;
+        args.time_limit = args.time_limit.min(300);
+    }
+    native_node::transport::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+/// One measurement, as the harness asks a child process for it.
+async fn run_one(args: &Args, what: &str) -> anyhow::Result<serde_json::Value> {
+    let limit = Duration::from_secs(args.time_limit);
+    let binary = args
+        .native_node
+        .clone()
+        .unwrap_or_else(procs::default_binary);
+    let (kind, size) = what
+        .split_once(':')
+        .ok_or_else(|| anyhow::anyhow!("expected KIND:N, got {what:?}"))?;
+    let size: usize = size.parse()?;
+    let value = match kind {
+        "memory" | "tcp" | "quic" => {
+            let transport = <Transport as clap::ValueEnum>::from_str(kind, false)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            serde_json::to_value(
+                net::measure(
+                    size,
+                    transport,
+                    args.rounds,
+                    limit,
+                    args.seed,
+                    args.idle_timeout,
+                    Duration::from_secs(args.rest_seconds),
+                )
+                .await?,
+            )?
+        }
+        "processes" => serde_json::to_value(
+            procs::measure(&binary, size, args.rounds, limit, args.seed).await?,
+        )?,
+        "capacity" => serde_json::to_value(
+            capacity::measure(&binary, size, args.rounds.min(100), limit).await?,
+        )?,
+        other => anyhow::bail!("unknown measurement {other:?}"),
+    };
+    Ok(value)
+}
+
+/// Runs one measurement in a child process and reads its JSON answer.
+async fn in_child(args: &Args, what: &str) -> anyhow::Result<serde_json::Value> {
+    let exe = std::env::current_exe()?;
+    let mut command = tokio::process::Command::new(exe);
+    command
+        .args([
+            "--run-one",
+            what,
+            "--rounds",
+            &args.rounds.to_string(),
+            "--seed",
+            &args.seed.to_string(),
+        ])
+        .args(["--time-limit", &args.time_limit.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    if let Some(secs) = args.idle_timeout {
+        command.args(["--idle-timeout", &secs.to_string()]);
+    }
+    command.args(["--rest-seconds", &args.rest_seconds.to_string()]);
+    if let Some(binary) = &args.native_node {
+        command.arg("--native-node").arg(binary);
+    }
+    // The child stops itself at the time limit; this is the backstop.
+    let limit = Duration::from_secs(args.time_limit + 120);
+    let memory_limit = args
+        .memory_limit_mib
+        .map_or(stats::mem_total() / 100 * 85, |mib| mib << 20);
+    let child = command.spawn()?;
+    let pid = child
+        .id()
+        .map(|id| id.to_string())
+        .context("the measurement process exited at once")?;
+    let output = tokio::select! {
+        output = tokio::time::timeout(limit, child.wait_with_output()) => output
+            .map_err(|_| anyhow::anyhow!("{what} did not finish within {limit:?}"))??,
+        peak = memory_watch(&pid, memory_limit) => anyhow::bail!(
+            "{what} stopped: its resident memory reached {} MiB, over the limit of {} MiB",
+            peak >> 20,
+            memory_limit >> 20
+        ),
+    };
+    if !output.status.success() {
+        anyhow::bail!("{what} failed ({})", output.status);
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+/// Returns once process `pid` holds more than `limit` bytes of resident
+/// memory (never, if the limit is 0 or the process is gone).
+async fn memory_watch(pid: &str, limit: u64) -> u64 {
+    loop {
+        let rss = stats::status_bytes(pid, "VmRSS:");
+        if limit > 0 && rss > limit {
+            return rss;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(what) = &args.run_one {
+        let value = run_one(&args, what).await?;
+        println!("{value}");
+        return Ok(());
+    }
+    let mut plan: Vec<String> = args.sizes.iter().map(|n| format!("memory:{n}")).collect();
+    for transport in &args.transports {
+        plan.extend(args.socket_sizes.iter().map(|n| format!("{transport}:{n}")));
+    }
+    plan.extend(args.processes.iter().map(|n| format!("processes:{n}")));
+    let mut runs: Vec<Measurement> = Vec::new();
+    let mut failed = Vec::new();
+    for what in &plan {
+        eprintln!("{what}");
+        match in_child(&args, what)
+            .await
+            .and_then(|v| Ok(serde_json::from_value(v)?))
+        {
+            Ok(m) => runs.push(m),
+            Err(error) => {
+                eprintln!("  failed: {error:#}");
+                failed.push(what.clone());
+            }
+        }
+    }
+    let capacity: Option<capacity::Capacity> = if args.capacity > 0 {
+        let what = format!("capacity:{}", args.capacity);
+        eprintln!("{what} (light clients over TCP and WebSocket)");
+        match in_child(&args, &what)
+            .await
+            .and_then(|v| Ok(serde_json::from_value(v)?))
+        {
+            Ok(c) => Some(c),
+            Err(error) => {
+                eprintln!("  failed: {error:#}");
+                failed.push(what);
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    print_table(&runs);
+    if let Some(c) = &capacity {
+        println!(
+            "\nbootstrap capacity: {}/{} clients connected in {:.1} s, {} TCP connections held, \
+             {:.1} KiB RSS per connection ({} -> {} MiB); put p50 {:.2} / p99 {:.2} ms, get p50 {:.2} / p99 {:.2} ms, get success {:.0} %",
+            c.connected,
+            c.clients,
+            c.connect_seconds,
+            c.held_by_bootstrap,
+            c.rss_bytes_per_connection / 1024.0,
+            c.bootstrap_rss_before >> 20,
+            c.bootstrap_rss_after >> 20,
+            c.put.p50_ms,
+            c.put.p99_ms,
+            c.get.p50_ms,
+            c.get.p99_ms,
+            c.get_success * 100.0
+        );
+    }
+
+    let date = stats::utc_now();
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        );
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let report = json!({
+        "date": date,
+        "commit": commit,
+        "cores": cores,
+        "rounds": args.rounds,
+        "seed": args.seed,
+        "runs": runs,
+        "capacity": capacity,
+    });
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let file = args
+        .out
+        .join(format!("bench-{}-{commit}.json", date.replace(':', "")));
+    std::fs::write(&file, serde_json::to_string_pretty(&report)?)?;
+    println!("\nresults: {}", file.display());
+    if let Some(path) = &args.plot {
+        let memory: Vec<&Measurement> = runs
+            .iter()
+            .filter(|m| m.mode == "in-process" && m.transport == Transport::Memory)
+            .collect();
+        std::fs::write(path, plot::svg(&memory))?;
+        println!("plot: {}", path.display());
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("these runs failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+fn print_table(runs: &[Measurement]) {
+    println!(
+        "\n{:<10} {:<6} {:>5} {:>7} {:>7} {:>15} {:>17} {:>17} {:>6} {:>6} {:>6} {:>5} {:>8} {:>8} {:>9} {:>13}",
+        "mode",
+        "tr",
+        "N",
+        "join s",
+        "fill s",
+        "rt mean",
+        "get p50/p99 ms",
+        "put p50/p99 ms",
+        "get%",
+        "recall",
+        "req/get",
+        "hops",
+        "RSS MiB",
+        "KiB/node",
+        "cpu/1k s",
+        "disc p50 ms %"
+    );
+    for m in runs {
+        println!(
+            "{:<10} {:<6} {:>5} {:>7.1} {:>7} {:>15.1} {:>17} {:>17} {:>6.1} {:>6.3} {:>6.1} {:>5} {:>8} {:>8.0} {:>9.2} {:>13}",
+            m.mode,
+            m.transport.to_string(),
+            m.nodes,
+            m.join_seconds,
+            m.routing_tables_filled_seconds
+                .map_or_else(|| "-".to_owned(), |s| format!("{s:.1}")),
+            m.routing_table_mean,
+            format!("{:.2}/{:.2}", m.get.p50_ms, m.get.p99_ms),
+            format!("{:.2}/{:.2}", m.put.p50_ms, m.put.p99_ms),
+            m.get_success * 100.0,
+            m.closest_recall,
+            m.requests_per_get,
+            m.hops_mean
+                .map_or_else(|| "-".to_owned(), |h| format!("{h:.2}")),
+            m.rss_bytes >> 20,
+            m.rss_bytes_per_node / 1024.0,
+            m.cpu_seconds_per_1000_lookups,
+            format!("{:.2} {:.0}", m.discover.p50_ms, m.discover_success * 100.0),
+        );
+    }
+}

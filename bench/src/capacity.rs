@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use dht_core::{Config, Event, Node, NodeHandle, Role, ServerMode, libp2p::identity::Keypair};
 use futures::{StreamExt, future::join_all};
 use serde::{Deserialize, Serialize};
@@ -67,12 +67,7 @@ pub(crate) async fn measure(
     rounds: usize,
     time_limit: Duration,
 ) -> anyhow::Result<Capacity> {
-    if !binary.exists() {
-        bail!(
-            "{} is missing: build it with `cargo build --release -p native-node`",
-            binary.display()
-        );
-    }
+    crate::procs::require_binary(binary)?;
     let deadline = Instant::now() + time_limit;
     let dir = std::env::temp_dir().join(format!("ns-dht-capacity-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

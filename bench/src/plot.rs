@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::net::Measurement;
 
-const WIDTH: f64 = 900.0;
+const WIDTH: f64 = 980.0;
 const HEIGHT: f64 = 360.0;
 const PANEL: f64 = 380.0;
 const TOP: f64 = 40.0;

@@ -121,6 +121,30 @@ pub(crate) fn default_binary() -> PathBuf {
     exe.with_file_name(format!("native-node{}", std::env::consts::EXE_SUFFIX))
 }
 
+/// Fails with a hint when the `native-node` binary has not been built.
+pub(crate) fn require_binary(binary: &Path) -> anyhow::Result<()> {
+    if !binary.exists() {
+        bail!(
+            "{} is missing: build it with `cargo build --release -p native-node`",
+            binary.display()
+        );
+    }
+    Ok(())
+}
+
+/// The peer ids in a `closest` or `discover` answer of `native-node client`.
+fn peer_ids(answer: &serde_json::Value) -> HashSet<String> {
+    answer["peers"]
+        .as_array()
+        .map(|peers| {
+            peers
+                .iter()
+                .filter_map(|p| p["peerId"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Runs `size` processes and measures them.
 pub(crate) async fn measure(
     binary: &Path,
@@ -129,12 +153,7 @@ pub(crate) async fn measure(
     time_limit: Duration,
     seed: u64,
 ) -> anyhow::Result<Measurement> {
-    if !binary.exists() {
-        bail!(
-            "{} is missing: build it with `cargo build --release -p native-node`",
-            binary.display()
-        );
-    }
+    require_binary(binary)?;
     let deadline = Instant::now() + time_limit;
     let mut rng = Rng::new(seed ^ (size as u64) << 8);
     let k = 20;
@@ -264,15 +283,7 @@ pub(crate) async fn measure(
         truth.truncate(k);
         let answer = serving[asker].request(&format!("closest {key}")).await?;
         lookups += 1;
-        let found: HashSet<String> = answer["peers"]
-            .as_array()
-            .map(|peers| {
-                peers
-                    .iter()
-                    .filter_map(|p| p["peerId"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let found = peer_ids(&answer);
         let hits = truth
             .iter()
             .filter(|p| found.contains(&p.to_string()))
@@ -309,15 +320,7 @@ pub(crate) async fn measure(
             .request(&format!("discover {namespace}"))
             .await?;
         discovers.push(started.elapsed());
-        let found: HashSet<String> = answer["peers"]
-            .as_array()
-            .map(|peers| {
-                peers
-                    .iter()
-                    .filter_map(|p| p["peerId"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let found = peer_ids(&answer);
         if members
             .iter()
             .filter(|m| **m != seeker)

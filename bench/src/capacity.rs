@@ -70,26 +70,10 @@ pub(crate) async fn measure(
     crate::procs::require_binary(binary)?;
     let deadline = Instant::now() + time_limit;
     let dir = std::env::temp_dir().join(format!("ns-dht-capacity-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let key = dir.join("bootstrap.key");
-    let key = key
-        .to_str()
-        .ok_or_else(|| anyhow!("temporary path is not UTF-8"))?;
-    let (mut bootstrap, line) = Process::start(
+    let (mut bootstrap, line) = Process::start_bootstrap(
         binary,
-        &[
-            "bootstrap",
-            "--key-file",
-            key,
-            "--no-http",
-            "--report-interval",
-            "0",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0/ws",
-        ],
-        |v| v["type"] == "started",
+        &dir,
+        &["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"],
     )
     .await?;
     let addresses: Vec<String> = line["addresses"]

@@ -81,6 +81,33 @@ impl Process {
         ))
     }
 
+    /// Starts a `native-node bootstrap` without the page or the periodic
+    /// report, its key file in `dir` (created if missing), listening on each
+    /// of `listen`; returns it with its `started` line.
+    pub(crate) async fn start_bootstrap(
+        binary: &Path,
+        dir: &Path,
+        listen: &[&str],
+    ) -> anyhow::Result<(Self, Value)> {
+        std::fs::create_dir_all(dir)?;
+        let key = dir.join("bootstrap.key");
+        let key = key
+            .to_str()
+            .ok_or_else(|| anyhow!("temporary path is not UTF-8"))?;
+        let mut args = vec![
+            "bootstrap",
+            "--key-file",
+            key,
+            "--no-http",
+            "--report-interval",
+            "0",
+        ];
+        for address in listen {
+            args.extend(["--listen", address]);
+        }
+        Self::start(binary, &args, |v| v["type"] == "started").await
+    }
+
     /// Sends one request line and reads the answer.
     pub(crate) async fn request(&mut self, line: &str) -> anyhow::Result<Value> {
         let stdin = self.stdin.as_mut().ok_or_else(|| anyhow!("no stdin"))?;
@@ -158,27 +185,9 @@ pub(crate) async fn measure(
     let mut rng = Rng::new(seed ^ (size as u64) << 8);
     let k = 20;
     let dir = std::env::temp_dir().join(format!("ns-dht-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let key = dir.join("bootstrap.key");
-    let key = key
-        .to_str()
-        .ok_or_else(|| anyhow!("temporary path is not UTF-8"))?;
     let started = Instant::now();
-    let (bootstrap, line) = Process::start(
-        binary,
-        &[
-            "bootstrap",
-            "--key-file",
-            key,
-            "--no-http",
-            "--report-interval",
-            "0",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ],
-        |v| v["type"] == "started",
-    )
-    .await?;
+    let (bootstrap, line) =
+        Process::start_bootstrap(binary, &dir, &["/ip4/127.0.0.1/tcp/0"]).await?;
     let address = line["addresses"][0]
         .as_str()
         .ok_or_else(|| anyhow!("no bootstrap address"))?

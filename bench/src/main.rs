@@ -53,7 +53,8 @@ struct Args {
     #[arg(long, default_value_t = 2000)]
     capacity: usize,
 
-    /// Put/get rounds per network, from random nodes.
+    /// Put/get rounds per network, from random nodes (and the probe's
+    /// rounds at the bootstrap in the capacity run).
     #[arg(long, default_value_t = 200)]
     rounds: usize,
 
@@ -92,6 +93,11 @@ struct Args {
     /// Seconds the network rests, untouched, to measure its idle CPU use.
     #[arg(long, default_value_t = 5)]
     rest_seconds: u64,
+
+    /// Measure nothing: read the results of an earlier run (a JSON file it
+    /// wrote), print its table again and draw its plot (with --plot).
+    #[arg(long, value_name = "RESULTS_JSON")]
+    replot: Option<PathBuf>,
 
     /// Internal: run one measurement in this process and print it as JSON
     /// (`memory:N`, `tcp:N`, `quic:N`, `processes:N` or `capacity:N`). The
@@ -155,9 +161,9 @@ async fn run_one(args: &Args, what: &str) -> anyhow::Result<serde_json::Value> {
         "processes" => serde_json::to_value(
             procs::measure(&binary, size, args.rounds, limit, args.seed).await?,
         )?,
-        "capacity" => serde_json::to_value(
-            capacity::measure(&binary, size, args.rounds.min(100), limit).await?,
-        )?,
+        "capacity" => {
+            serde_json::to_value(capacity::measure(&binary, size, args.rounds, limit).await?)?
+        }
         other => anyhow::bail!("unknown measurement {other:?}"),
     };
     Ok(value)
@@ -229,6 +235,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let value = run_one(&args, what).await?;
         println!("{value}");
         return Ok(());
+    }
+    if let Some(file) = &args.replot {
+        return replot(file, args.plot.as_deref());
     }
     let mut plan: Vec<String> = args.sizes.iter().map(|n| format!("memory:{n}")).collect();
     for transport in &args.transports {
@@ -316,15 +325,43 @@ async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::write(&file, serde_json::to_string_pretty(&report)?)?;
     println!("\nresults: {}", file.display());
     if let Some(path) = &args.plot {
-        let memory: Vec<&Measurement> = runs
-            .iter()
-            .filter(|m| m.mode == "in-process" && m.transport == Transport::Memory)
-            .collect();
-        std::fs::write(path, plot::svg(&memory))?;
-        println!("plot: {}", path.display());
+        write_plot(path, &runs)?;
     }
     if !failed.is_empty() {
         anyhow::bail!("these runs failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Draws the in-process memory-transport runs (the sizes that reach
+/// furthest) into `path`.
+fn write_plot(path: &std::path::Path, runs: &[Measurement]) -> anyhow::Result<()> {
+    let memory: Vec<&Measurement> = runs
+        .iter()
+        .filter(|m| m.mode == "in-process" && m.transport == Transport::Memory)
+        .collect();
+    std::fs::write(path, plot::svg(&memory))
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("plot: {}", path.display());
+    Ok(())
+}
+
+/// Prints the table of a saved run and, given a path, draws its plot.
+fn replot(file: &std::path::Path, plot: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let report: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    let runs: Vec<Measurement> = serde_json::from_value(report["runs"].clone())
+        .with_context(|| format!("{} holds no benchmark runs", file.display()))?;
+    println!(
+        "run of {} at commit {}",
+        report["date"].as_str().unwrap_or("?"),
+        report["commit"].as_str().unwrap_or("?")
+    );
+    print_table(&runs);
+    if let Some(path) = plot {
+        write_plot(path, &runs)?;
     }
     Ok(())
 }

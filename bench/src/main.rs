@@ -83,6 +83,12 @@ struct Args {
     #[arg(long)]
     idle_timeout: Option<u64>,
 
+    /// Override how often every node refreshes its routing table, in seconds
+    /// (default: the node default, 300; 0: only when it joins), to see what
+    /// the refresh costs a network at rest (in-process runs).
+    #[arg(long)]
+    bootstrap_interval: Option<u64>,
+
     /// Stop a measurement whose process grows past this many MiB of
     /// resident memory (default: 85 % of the machine's memory), so a network
     /// too large for the machine fails as a result, not as an OOM kill of
@@ -152,7 +158,10 @@ async fn run_one(args: &Args, what: &str) -> anyhow::Result<serde_json::Value> {
                     args.rounds,
                     limit,
                     args.seed,
-                    args.idle_timeout,
+                    net::Overrides {
+                        idle_timeout: args.idle_timeout,
+                        bootstrap_interval: args.bootstrap_interval,
+                    },
                     Duration::from_secs(args.rest_seconds),
                 )
                 .await?,
@@ -188,6 +197,9 @@ async fn in_child(args: &Args, what: &str) -> anyhow::Result<serde_json::Value> 
         .kill_on_drop(true);
     if let Some(secs) = args.idle_timeout {
         command.args(["--idle-timeout", &secs.to_string()]);
+    }
+    if let Some(secs) = args.bootstrap_interval {
+        command.args(["--bootstrap-interval", &secs.to_string()]);
     }
     command.args(["--rest-seconds", &args.rest_seconds.to_string()]);
     if let Some(binary) = &args.native_node {

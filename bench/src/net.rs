@@ -237,6 +237,28 @@ async fn wait_for_tables(
     }
 }
 
+/// Node settings a run may change from the defaults, to see what they cost.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Overrides {
+    /// Idle connection timeout, in seconds.
+    pub(crate) idle_timeout: Option<u64>,
+    /// Routing-table refresh interval, in seconds (0: only on joining).
+    pub(crate) bootstrap_interval: Option<u64>,
+}
+
+impl Overrides {
+    fn builder(self) -> ConfigBuilder {
+        let mut builder = Config::builder();
+        if let Some(secs) = self.idle_timeout {
+            builder = builder.idle_connection_timeout(Duration::from_secs(secs));
+        }
+        if let Some(secs) = self.bootstrap_interval {
+            builder = builder.bootstrap_interval((secs > 0).then(|| Duration::from_secs(secs)));
+        }
+        builder
+    }
+}
+
 /// Builds a network of `size` nodes and measures it.
 pub(crate) async fn measure(
     size: usize,
@@ -244,15 +266,12 @@ pub(crate) async fn measure(
     rounds: usize,
     time_limit: Duration,
     seed: u64,
-    idle_timeout: Option<u64>,
+    overrides: Overrides,
     rest: Duration,
 ) -> anyhow::Result<Measurement> {
     let deadline = Instant::now() + time_limit;
     let mut rng = Rng::new(seed ^ size as u64);
-    let config = move || match idle_timeout {
-        Some(secs) => Config::builder().idle_connection_timeout(Duration::from_secs(secs)),
-        None => Config::builder(),
-    };
+    let config = move || overrides.builder();
     let k = Config::default().replication_factor().get();
     let baseline_rss = stats::rss();
     let started = Instant::now();

@@ -67,7 +67,6 @@ pub(crate) async fn measure(
     rounds: usize,
     time_limit: Duration,
 ) -> anyhow::Result<Capacity> {
-    crate::procs::require_binary(binary)?;
     let deadline = Instant::now() + time_limit;
     let dir = std::env::temp_dir().join(format!("ns-dht-capacity-{}", std::process::id()));
     let (mut bootstrap, line) = Process::start_bootstrap(

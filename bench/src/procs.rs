@@ -83,12 +83,14 @@ impl Process {
 
     /// Starts a `native-node bootstrap` without the page or the periodic
     /// report, its key file in `dir` (created if missing), listening on each
-    /// of `listen`; returns it with its `started` line.
+    /// of `listen`; returns it with its `started` line. A binary that was
+    /// never built fails with a hint to build it.
     pub(crate) async fn start_bootstrap(
         binary: &Path,
         dir: &Path,
         listen: &[&str],
     ) -> anyhow::Result<(Self, Value)> {
+        require_binary(binary)?;
         std::fs::create_dir_all(dir)?;
         let key = dir.join("bootstrap.key");
         let key = key
@@ -149,7 +151,7 @@ pub(crate) fn default_binary() -> PathBuf {
 }
 
 /// Fails with a hint when the `native-node` binary has not been built.
-pub(crate) fn require_binary(binary: &Path) -> anyhow::Result<()> {
+fn require_binary(binary: &Path) -> anyhow::Result<()> {
     if !binary.exists() {
         bail!(
             "{} is missing: build it with `cargo build --release -p native-node`",
@@ -180,7 +182,6 @@ pub(crate) async fn measure(
     time_limit: Duration,
     seed: u64,
 ) -> anyhow::Result<Measurement> {
-    require_binary(binary)?;
     let deadline = Instant::now() + time_limit;
     let mut rng = Rng::new(seed ^ (size as u64) << 8);
     let k = 20;

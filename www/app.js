@@ -24,11 +24,28 @@ function short(peerId) {
   return peerId.length > 16 ? `${peerId.slice(0, 8)}…${peerId.slice(-6)}` : peerId;
 }
 
+// Keys and values arrive as { text } when they are UTF-8, { base64 } otherwise.
+function shown(data) {
+  if (data.text !== undefined) return data.text;
+  return `${atob(data.base64).length} bytes (not text)`;
+}
+
+// One field of an event, for the log: peer ids shortened, keys shown, errors by code.
+function describe(value) {
+  if (Array.isArray(value)) return `${value.length} addresses`;
+  if (value && typeof value === "object") {
+    if ("code" in value) return `${value.code} (${value.message})`;
+    return shown(value);
+  }
+  if (typeof value === "string" && value.startsWith("12D3")) return short(value);
+  return value;
+}
+
 function logEvent(event) {
   const item = document.createElement("li");
   const { type, ...rest } = event;
   const detail = Object.entries(rest)
-    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.length + " addresses" : typeof v === "string" && v.startsWith("12D3") ? short(v) : v}`)
+    .map(([k, v]) => `${k}=${describe(v)}`)
     .join(" ");
   item.innerHTML = `<time>${new Date().toLocaleTimeString()}</time> <b></b> <span></span>`;
   item.querySelector("b").textContent = type;
@@ -113,8 +130,8 @@ function drawRecords(records) {
   body.replaceChildren();
   for (const record of records) {
     const row = body.insertRow();
-    row.insertCell().textContent = record.key;
-    row.insertCell().textContent = record.value;
+    row.insertCell().textContent = shown(record.key);
+    row.insertCell().textContent = shown(record.value);
     row.insertCell().textContent = record.publisher ? short(record.publisher) : "–";
     row.insertCell().textContent = record.expiresInMs == null ? "never" : `${Math.round(record.expiresInMs / 3600000)} h`;
   }
@@ -147,10 +164,10 @@ function wireForms() {
     const key = $("put-key").value, value = $("put-value").value;
     try {
       const [stored, ms] = await timed(() => window.nsDht.node.put(key, value));
-      showResult($("op-result"), true, `stored "${key}" in ${ms.toFixed(1)} ms (${stored.requests} requests)`);
+      showResult($("op-result"), true, `stored "${key}" in ${ms.toFixed(1)} ms (${stored.stats.requests} requests)`);
       queueRefresh();
     } catch (error) {
-      showResult($("op-result"), false, `put failed: ${error.message}`);
+      showResult($("op-result"), false, `put failed (${error.code}): ${error.message}`);
     }
   });
   $("get-form").addEventListener("submit", async (e) => {
@@ -159,11 +176,12 @@ function wireForms() {
     try {
       const [found, ms] = await timed(() => window.nsDht.node.get(key));
       window.nsDht.timings.firstGetMs ??= performance.now();
-      const value = found.value ?? `${found.bytes.length} bytes (not text)`;
-      const where = found.foundLocally ? "in this tab" : `after asking ${found.requests} peer${found.requests === 1 ? "" : "s"}`;
+      const value = shown(found.value);
+      const asked = found.stats.requests;
+      const where = found.foundLocally ? "in this tab" : `after asking ${asked} peer${asked === 1 ? "" : "s"}`;
       showResult($("op-result"), true, `"${key}" = "${value}", found ${where} in ${ms.toFixed(1)} ms`);
     } catch (error) {
-      showResult($("op-result"), false, `get failed: ${error.message}`);
+      showResult($("op-result"), false, `get failed (${error.code}): ${error.message}`);
     }
   });
   $("ns-form").addEventListener("submit", async (e) => {
@@ -185,7 +203,7 @@ function wireForms() {
         }));
       }
     } catch (error) {
-      showResult($("ns-result"), false, `${action} failed: ${error.message}`);
+      showResult($("ns-result"), false, `${action} failed (${error.code}): ${error.message}`);
     }
   });
 }

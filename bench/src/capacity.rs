@@ -9,8 +9,8 @@ use std::{
 };
 
 use anyhow::anyhow;
-use dht_core::{Config, Event, Node, NodeHandle, Role, ServerMode, libp2p::identity::Keypair};
-use futures::{StreamExt, future::join_all};
+use dht_core::{Config, NodeHandle, Role, ServerMode, libp2p::identity::Keypair};
+use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -35,29 +35,17 @@ pub(crate) struct Capacity {
 }
 
 /// A light client: a client-mode node that listens nowhere and keeps its
-/// connection to the bootstrap.
+/// connection to the bootstrap. Returns its handle and whether it joined.
 async fn light_client(bootstrap: &str) -> anyhow::Result<(NodeHandle, bool)> {
     let config = Config::builder()
         .bootstrap_peer(bootstrap.parse()?)
         .server_mode(ServerMode::Never)
         .build()?;
     let keypair = Keypair::generate_ed25519();
-    let certificate = native_node::transport::new_certificate()?;
-    let swarm = native_node::transport::swarm(keypair, &config, certificate).await?;
-    let (mut node, handle) = Node::new(swarm, config, Role::ClientHelper);
-    let mut events = node.subscribe();
-    tokio::spawn(node.run());
-    let connected = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(event) = events.next().await {
-            if matches!(event, Event::BootstrapPeerConnected { .. }) {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false);
-    Ok((handle, connected))
+    let mut node =
+        native_node::start(keypair, None, &config, &Role::ClientHelper, &[], &[]).await?;
+    let joined = node.joined(Duration::from_secs(30)).await.is_ok();
+    Ok((node.handle, joined))
 }
 
 /// Connects `clients` light clients to a fresh bootstrap and measures it.

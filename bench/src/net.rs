@@ -6,17 +6,19 @@
 use std::{
     collections::HashMap,
     fmt,
+    net::Ipv4Addr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, anyhow, bail};
 use dht_core::{
-    Config, ConfigBuilder, Event, Namespace, Node, NodeHandle, Role,
-    libp2p::{Multiaddr, PeerId, identity::Keypair, kad::KBucketKey, multiaddr::Protocol},
+    Config, ConfigBuilder, Namespace, NodeHandle, Role, Running,
+    libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol},
     testnet,
 };
-use futures::{StreamExt, future::join_all};
+use futures::future::join_all;
+use native_node::ListenSet;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -53,65 +55,59 @@ pub(crate) struct BenchNode {
     pub(crate) handle: NodeHandle,
 }
 
-/// Starts one node and its listener; returns it with its event stream.
+impl BenchNode {
+    fn new(node: Running, address: Multiaddr) -> Self {
+        Self {
+            peer_id: node.peer_id(),
+            address,
+            handle: node.handle,
+        }
+    }
+}
+
+/// Starts one node and its listener; returns it with its dialable address.
 async fn spawn_node(
     transport: Transport,
-    config: Config,
-    role: Role,
-) -> anyhow::Result<(BenchNode, dht_core::EventStream)> {
+    config: &Config,
+    role: &Role,
+) -> anyhow::Result<(Running, Multiaddr)> {
     let keypair = Keypair::generate_ed25519();
     let peer_id = keypair.public().to_peer_id();
-    let (swarm, listen) = match transport {
+    let node = match transport {
         Transport::Memory => {
             let spawner: testnet::Spawner = Arc::new(|task| {
                 tokio::spawn(task);
             });
-            let swarm = testnet::memory_swarm(&keypair, &config, spawner)?;
+            let swarm = testnet::memory_swarm(&keypair, config, spawner)?;
             let port =
                 u64::from_le_bytes(peer_id.to_bytes()[6..14].try_into().expect("8 bytes")) | 1;
-            (swarm, Multiaddr::empty().with(Protocol::Memory(port)))
+            let node = dht_core::start(swarm, config, role, |task| {
+                tokio::spawn(task);
+            });
+            node.listen([Multiaddr::empty().with(Protocol::Memory(port))])
+                .await?;
+            node
         }
         Transport::Tcp | Transport::Quic => {
-            let certificate = native_node::transport::new_certificate()?;
-            let swarm = native_node::transport::swarm(keypair, &config, certificate).await?;
-            let listen: Multiaddr = if transport == Transport::Tcp {
-                "/ip4/127.0.0.1/tcp/0".parse()?
-            } else {
-                "/ip4/127.0.0.1/udp/0/quic-v1".parse()?
+            let set = ListenSet {
+                tcp: (transport == Transport::Tcp).then_some(0),
+                quic: (transport == Transport::Quic).then_some(0),
+                ..ListenSet::querying(Ipv4Addr::LOCALHOST.into())
             };
-            (swarm, listen)
+            // The benchmark ends the process; nobody waits on the task.
+            native_node::start(keypair, None, config, role, &set.addresses(), &[])
+                .await?
+                .map_task(drop)
         }
     };
-    let (mut node, handle) = Node::new(swarm, config, role);
-    let events = node.subscribe();
-    tokio::spawn(node.run());
-    let address = handle
-        .listen_on(listen)
-        .await
-        .map_err(|e| anyhow!("node cannot listen: {e}"))?
-        .with(Protocol::P2p(peer_id));
-    Ok((
-        BenchNode {
-            peer_id,
-            address,
-            handle,
-        },
-        events,
-    ))
-}
-
-/// Waits for a node's first finished bootstrap.
-async fn joined(mut events: dht_core::EventStream, limit: Duration) -> bool {
-    tokio::time::timeout(limit, async {
-        while let Some(event) = events.next().await {
-            if matches!(event, Event::Bootstrapped { .. }) {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false)
+    let address = node
+        .handle
+        .listen_addresses()
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("the node listens nowhere"))?;
+    Ok((node, address.with(Protocol::P2p(peer_id))))
 }
 
 /// Builds a network of `size` nodes: node 0 first, then batches of nodes
@@ -124,8 +120,8 @@ pub(crate) async fn build(
     deadline: Instant,
     rng: &mut Rng,
 ) -> anyhow::Result<Vec<BenchNode>> {
-    let (first, _) = spawn_node(transport, config().build()?, Role::Bootstrap).await?;
-    let mut nodes = vec![first];
+    let (first, address) = spawn_node(transport, &config().build()?, &Role::Bootstrap).await?;
+    let mut nodes = vec![BenchNode::new(first, address)];
     let batch = match transport {
         Transport::Memory => 32,
         Transport::Tcp | Transport::Quic => 16,
@@ -140,26 +136,35 @@ pub(crate) async fn build(
             );
         }
         let count = batch.min(size - nodes.len());
-        let mut spawning = Vec::with_capacity(count);
+        let mut configs = Vec::with_capacity(count);
         for _ in 0..count {
             let through = nodes[rng.below(nodes.len())].address.clone();
-            let config = config().bootstrap_peer(through).build()?;
-            spawning.push(spawn_node(transport, config, Role::ClientHelper));
+            configs.push(config().bootstrap_peer(through).build()?);
         }
-        let mut waiting = Vec::new();
+        let spawning = configs
+            .iter()
+            .map(|config| spawn_node(transport, config, &Role::ClientHelper));
+        let mut batch = Vec::new();
         for result in join_all(spawning).await {
-            let (node, events) = result?;
-            waiting.push((node, joined(events, Duration::from_secs(60))));
+            batch.push(result?);
         }
-        let (new_nodes, waits): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
-        let results = join_all(waits).await;
-        let failed = results.iter().filter(|ok| !**ok).count();
+        let results = join_all(
+            batch
+                .iter_mut()
+                .map(|(node, _)| node.joined(Duration::from_secs(60))),
+        )
+        .await;
+        let failed = results.iter().filter(|joined| joined.is_err()).count();
         if failed > 0 {
             eprintln!(
                 "  warning: {failed} nodes of a batch did not finish bootstrapping within 60 s"
             );
         }
-        nodes.extend(new_nodes);
+        nodes.extend(
+            batch
+                .into_iter()
+                .map(|(node, address)| BenchNode::new(node, address)),
+        );
         if last_print.elapsed() > Duration::from_secs(5) || nodes.len() == size {
             eprintln!(
                 "  {transport} N={size}: {}/{size} nodes joined after {:.1} s, RSS {} MiB",
@@ -350,10 +355,8 @@ pub(crate) async fn measure(
         }
         let asker = rng.below(nodes.len());
         let key = format!("closest-{seed}-{sample}").into_bytes();
-        let target = KBucketKey::new(key.clone());
-        let mut truth: Vec<PeerId> = ids.iter().copied().filter(|p| *p != ids[asker]).collect();
-        truth.sort_by_key(|p| KBucketKey::from(*p).distance(&target));
-        truth.truncate(k);
+        let others = ids.iter().copied().filter(|p| *p != ids[asker]);
+        let truth = testnet::xor_closest(&key, others, k);
         let found = nodes[asker].handle.closest_peers(key.clone()).await;
         lookups += 1;
         let found: Vec<PeerId> = match found {

@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, anyhow, bail};
-use dht_core::libp2p::{PeerId, kad::KBucketKey};
+use dht_core::{Config, libp2p::PeerId, testnet};
 use futures::future::join_all;
 use serde_json::Value;
 use tokio::{
@@ -165,6 +165,7 @@ fn require_binary(binary: &Path) -> anyhow::Result<()> {
 fn peer_ids(answer: &serde_json::Value) -> HashSet<String> {
     answer["peers"]
         .as_array()
+        .or_else(|| answer["members"].as_array())
         .map(|peers| {
             peers
                 .iter()
@@ -184,7 +185,7 @@ pub(crate) async fn measure(
 ) -> anyhow::Result<Measurement> {
     let deadline = Instant::now() + time_limit;
     let mut rng = Rng::new(seed ^ (size as u64) << 8);
-    let k = 20;
+    let k = Config::default().replication_factor().get();
     let dir = std::env::temp_dir().join(format!("ns-dht-bench-{}", std::process::id()));
     let started = Instant::now();
     let (bootstrap, line) =
@@ -235,7 +236,7 @@ pub(crate) async fn measure(
             let report = process.request("report").await?;
             let size: u64 = report["report"]["buckets"]
                 .as_array()
-                .map(|b| b.iter().filter_map(|pair| pair[1].as_u64()).sum())
+                .map(|b| b.iter().filter_map(|bucket| bucket["peers"].as_u64()).sum())
                 .unwrap_or(0);
             table_sizes.push(size as usize);
         }
@@ -268,7 +269,7 @@ pub(crate) async fn measure(
         rounds_done.put(started.elapsed(), requests);
         let started = Instant::now();
         let got = serving[reader].request(&format!("get {key}")).await?;
-        let found = got["ok"] == true && got["record"]["value"] == value.as_str();
+        let found = got["ok"] == true && got["record"]["value"]["text"] == value.as_str();
         let requests = found.then(|| got["record"]["stats"]["requests"].as_f64().unwrap_or(0.0));
         rounds_done.get(started.elapsed(), requests);
         lookups += 2;
@@ -283,14 +284,8 @@ pub(crate) async fn measure(
         }
         let asker = rng.below(serving.len());
         let key = format!("closest-{seed}-{sample}");
-        let target = KBucketKey::new(key.clone().into_bytes());
-        let mut truth: Vec<PeerId> = ids
-            .iter()
-            .copied()
-            .filter(|p| *p != serving[asker].peer_id)
-            .collect();
-        truth.sort_by_key(|p| KBucketKey::from(*p).distance(&target));
-        truth.truncate(k);
+        let others = ids.iter().copied().filter(|p| *p != serving[asker].peer_id);
+        let truth = testnet::xor_closest(key.as_bytes(), others, k);
         let answer = serving[asker].request(&format!("closest {key}")).await?;
         lookups += 1;
         let found = peer_ids(&answer);

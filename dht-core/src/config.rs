@@ -11,9 +11,11 @@
 //!     .expect("valid configuration");
 //! assert_eq!(config.replication_factor().get(), 8);
 //!
-//! // Values that cannot work are refused with a reason.
+//! // Values that cannot work are refused with a reason and a stable code.
+//! use dht_core::ErrorCode;
 //! let err = dht_core::Config::builder().replication_factor(0).build().unwrap_err();
-//! assert!(err.to_string().contains("replication factor"));
+//! assert_eq!(err.code(), "zero-setting");
+//! assert_eq!(err.to_string(), "replication factor must not be zero");
 //! ```
 
 use std::{num::NonZeroUsize, time::Duration};

@@ -1,10 +1,45 @@
 //! Errors, one enum per operation, each saying what went wrong and with what.
+//!
+//! Every error has a stable machine-readable code ([`ErrorCode::code`]):
+//! kebab-case, never reworded, carried beside the message wherever an error
+//! leaves Rust (`--json`, `client serve`, the HTTP API, the browser's
+//! `Error.code`). Messages are for people and may change; scripts and tests
+//! match codes. Errors that come from libp2p keep it as their
+//! [`source`](std::error::Error::source); [`chain`] renders an error with
+//! every cause.
 
-use std::time::Duration;
+use std::{error::Error, io, sync::Arc, time::Duration};
 
-use libp2p::{Multiaddr, PeerId};
+use libp2p::{Multiaddr, PeerId, request_response::OutboundFailure, swarm};
 
-use crate::{handle::PeerAddresses, namespace::Namespace};
+use crate::namespace::Namespace;
+
+/// A stable name for an error, for scripts and other languages.
+pub trait ErrorCode: Error {
+    /// The code: kebab-case, stable across releases (see the README's list).
+    fn code(&self) -> &'static str;
+}
+
+/// Why a connection attempt failed, as libp2p reported it. Shared, because
+/// one failure reaches the events and the errors that report it.
+pub type DialFailure = Arc<swarm::DialError>;
+
+/// `error` and each of its causes, separated by `: `, leaving out a cause
+/// whose text the message already contains (libp2p's messages often repeat
+/// their source).
+pub fn chain(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
 
 /// A configuration that cannot work, from [`crate::ConfigBuilder::build`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +97,19 @@ pub enum ConfigError {
     },
 }
 
+impl ErrorCode for ConfigError {
+    fn code(&self) -> &'static str {
+        match self {
+            ConfigError::InvalidProtocol { .. } => "invalid-protocol",
+            ConfigError::Zero { .. } => "zero-setting",
+            ConfigError::RefreshNotBeforeTtl { .. } => "refresh-not-before-ttl",
+            ConfigError::BackoffOrder { .. } => "backoff-order",
+            ConfigError::MessageTooSmall { .. } => "message-too-small",
+            ConfigError::BootstrapWithoutPeerId { .. } => "bootstrap-without-peer-id",
+        }
+    }
+}
+
 /// A namespace name that is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -93,6 +141,17 @@ pub enum NamespaceError {
     },
 }
 
+impl ErrorCode for NamespaceError {
+    fn code(&self) -> &'static str {
+        match self {
+            NamespaceError::Empty => "empty-namespace",
+            NamespaceError::TooLong { .. } => "namespace-too-long",
+            NamespaceError::ControlCharacter { .. } => "namespace-control-character",
+            NamespaceError::SurroundingWhitespace { .. } => "namespace-whitespace",
+        }
+    }
+}
+
 /// A record key or value the DHT does not accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -116,6 +175,16 @@ pub enum RecordError {
         /// The limit.
         max: usize,
     },
+}
+
+impl ErrorCode for RecordError {
+    fn code(&self) -> &'static str {
+        match self {
+            RecordError::EmptyKey => "empty-key",
+            RecordError::KeyTooLarge { .. } => "key-too-large",
+            RecordError::ValueTooLarge { .. } => "value-too-large",
+        }
+    }
 }
 
 /// Why a record could not be stored.
@@ -156,6 +225,18 @@ pub enum PutRecordError {
     },
 }
 
+impl ErrorCode for PutRecordError {
+    fn code(&self) -> &'static str {
+        match self {
+            PutRecordError::NodeStopped => NodeStopped.code(),
+            PutRecordError::InvalidRecord(error) => error.code(),
+            PutRecordError::StoreFull { .. } => "store-full",
+            PutRecordError::QuorumFailed { .. } => "quorum-failed",
+            PutRecordError::Timeout { .. } => "timeout",
+        }
+    }
+}
+
 /// Why a record could not be read.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -190,6 +271,18 @@ pub enum GetRecordError {
     },
 }
 
+impl ErrorCode for GetRecordError {
+    fn code(&self) -> &'static str {
+        match self {
+            GetRecordError::NodeStopped => NodeStopped.code(),
+            GetRecordError::InvalidKey(error) => error.code(),
+            GetRecordError::NotFound { .. } => "not-found",
+            GetRecordError::QuorumFailed { .. } => "quorum-failed",
+            GetRecordError::Timeout { .. } => "timeout",
+        }
+    }
+}
+
 /// Why a closest-peers lookup failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -201,13 +294,23 @@ pub enum ClosestPeersError {
     #[error(transparent)]
     InvalidKey(#[from] RecordError),
     /// The lookup did not finish in time.
-    #[error("the closest-peers lookup for {key} timed out with {} peers found", found.len())]
+    #[error("the closest-peers lookup for {key} timed out with {found} peers found", found = found.len())]
     Timeout {
         /// The key, for people.
         key: String,
         /// The peers found before the timeout.
-        found: Vec<PeerAddresses>,
+        found: Vec<crate::PeerAddresses>,
     },
+}
+
+impl ErrorCode for ClosestPeersError {
+    fn code(&self) -> &'static str {
+        match self {
+            ClosestPeersError::NodeStopped => NodeStopped.code(),
+            ClosestPeersError::InvalidKey(error) => error.code(),
+            ClosestPeersError::Timeout { .. } => "timeout",
+        }
+    }
 }
 
 /// Why a namespace registration failed.
@@ -231,6 +334,16 @@ pub enum RegisterError {
     },
 }
 
+impl ErrorCode for RegisterError {
+    fn code(&self) -> &'static str {
+        match self {
+            RegisterError::NodeStopped => NodeStopped.code(),
+            RegisterError::StoreFull { .. } => "store-full",
+            RegisterError::Timeout { .. } => "timeout",
+        }
+    }
+}
+
 /// Why a namespace discovery failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -246,6 +359,15 @@ pub enum DiscoverError {
     },
 }
 
+impl ErrorCode for DiscoverError {
+    fn code(&self) -> &'static str {
+        match self {
+            DiscoverError::NodeStopped => NodeStopped.code(),
+            DiscoverError::Timeout { .. } => "timeout",
+        }
+    }
+}
+
 /// Why a dial failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -254,13 +376,23 @@ pub enum DialError {
     #[error("the node has stopped")]
     NodeStopped,
     /// The connection could not be made.
-    #[error("could not connect to {address}: {reason}")]
+    #[error("could not connect to {address}")]
     Failed {
         /// The address dialed.
         address: Multiaddr,
-        /// What went wrong.
-        reason: String,
+        /// What libp2p reported.
+        #[source]
+        source: DialFailure,
     },
+}
+
+impl ErrorCode for DialError {
+    fn code(&self) -> &'static str {
+        match self {
+            DialError::NodeStopped => NodeStopped.code(),
+            DialError::Failed { .. } => "dial-failed",
+        }
+    }
 }
 
 /// Why a listener could not be started.
@@ -277,13 +409,30 @@ pub enum ListenError {
         address: Multiaddr,
     },
     /// The transport refused or lost the listener.
-    #[error("cannot listen on {address}: {reason}")]
+    #[error("cannot listen on {address}")]
     Failed {
         /// The address given.
         address: Multiaddr,
-        /// What went wrong.
-        reason: String,
+        /// What the transport reported.
+        #[source]
+        source: Arc<io::Error>,
     },
+    /// The listener closed before it got an address.
+    #[error("cannot listen on {address}: the listener closed")]
+    Closed {
+        /// The address given.
+        address: Multiaddr,
+    },
+}
+
+impl ErrorCode for ListenError {
+    fn code(&self) -> &'static str {
+        match self {
+            ListenError::NodeStopped => NodeStopped.code(),
+            ListenError::Unsupported { .. } => "listen-unsupported",
+            ListenError::Failed { .. } | ListenError::Closed { .. } => "listen-failed",
+        }
+    }
 }
 
 /// A namespace link attempt that failed.
@@ -293,6 +442,14 @@ pub enum LinkError {
     /// The node is no longer running.
     #[error("the node has stopped")]
     NodeStopped,
+    /// A node cannot link to itself.
+    #[error("{peer} is this node; it cannot link to itself in {namespace}")]
+    OwnPeer {
+        /// This node.
+        peer: PeerId,
+        /// The namespace.
+        namespace: Namespace,
+    },
     /// The peer answered that it is not registered in the namespace.
     #[error("{peer} is not registered in {namespace}")]
     NotRegistered {
@@ -302,18 +459,104 @@ pub enum LinkError {
         namespace: Namespace,
     },
     /// The peer could not be reached or did not answer.
-    #[error("could not link to {peer} in {namespace}: {reason}")]
+    #[error("could not link to {peer} in {namespace}")]
     Failed {
         /// The peer.
         peer: PeerId,
         /// The namespace.
         namespace: Namespace,
-        /// What went wrong.
-        reason: String,
+        /// What went wrong on the way.
+        #[source]
+        source: Arc<OutboundFailure>,
     },
+}
+
+impl ErrorCode for LinkError {
+    fn code(&self) -> &'static str {
+        match self {
+            LinkError::NodeStopped => NodeStopped.code(),
+            LinkError::OwnPeer { .. } => "own-peer",
+            LinkError::NotRegistered { .. } => "not-registered",
+            LinkError::Failed { .. } => "link-failed",
+        }
+    }
+}
+
+/// Why a node did not finish joining the DHT, from
+/// [`Running::joined`](crate::Running::joined).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The node is no longer running.
+    #[error("the node has stopped")]
+    NodeStopped,
+    /// No bootstrap lookup finished in time.
+    #[error(
+        "could not join the DHT within {within:?}: {}",
+        describe_unreachable(unreachable)
+    )]
+    Timeout {
+        /// How long it was given.
+        within: Duration,
+        /// The bootstrap peers that could not be reached meanwhile, and why
+        /// (the latest failure of each).
+        unreachable: Vec<(PeerId, DialFailure)>,
+    },
+}
+
+fn describe_unreachable(unreachable: &[(PeerId, DialFailure)]) -> String {
+    if unreachable.is_empty() {
+        return "no bootstrap peer answered".to_owned();
+    }
+    let failures: Vec<String> = unreachable
+        .iter()
+        .map(|(peer, error)| format!("{peer}: {}", chain(error.as_ref())))
+        .collect();
+    failures.join("; ")
+}
+
+impl ErrorCode for JoinError {
+    fn code(&self) -> &'static str {
+        match self {
+            JoinError::NodeStopped => NodeStopped.code(),
+            JoinError::Timeout { .. } => "join-timeout",
+        }
+    }
 }
 
 /// The node is no longer running; returned by snapshot operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the node has stopped")]
 pub struct NodeStopped;
+
+impl ErrorCode for NodeStopped {
+    fn code(&self) -> &'static str {
+        "node-stopped"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_names_every_cause_once() {
+        let io = io::Error::new(io::ErrorKind::AddrInUse, "address in use");
+        let error = ListenError::Failed {
+            address: "/ip4/127.0.0.1/tcp/1".parse().unwrap(),
+            source: Arc::new(io),
+        };
+        assert_eq!(
+            chain(&error),
+            "cannot listen on /ip4/127.0.0.1/tcp/1: address in use"
+        );
+        assert_eq!(error.code(), "listen-failed");
+    }
+
+    #[test]
+    fn wrapped_errors_keep_the_inner_code() {
+        let error = PutRecordError::from(RecordError::ValueTooLarge { size: 9, max: 8 });
+        assert_eq!(error.code(), "value-too-large");
+        assert_eq!(GetRecordError::NodeStopped.code(), NodeStopped.code());
+    }
+}

@@ -1,16 +1,26 @@
 //! What a running node reports to its subscribers.
 
-use libp2p::{Multiaddr, PeerId};
+use std::sync::Arc;
 
-use crate::{namespace::Namespace, role::RoleKind};
+use libp2p::{Multiaddr, PeerId, request_response::OutboundFailure};
+
+#[cfg(feature = "serde")]
+use crate::api::ser;
+use crate::{
+    error::{DialFailure, ErrorCode},
+    namespace::Namespace,
+    record::StoreError,
+    role::RoleKind,
+};
 
 /// Something that happened at the node, delivered by
 /// [`crate::NodeHandle::subscribe`].
 ///
 /// With the `serde` feature events serialize as objects tagged by `type`
-/// (kebab-case) with camelCase fields, with peer ids, addresses and namespaces as strings and record
-/// keys as text or `0x`-hex.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// (kebab-case) with camelCase fields, in the shapes of [`crate::api`]:
+/// peer ids, addresses and namespaces as strings, keys as `{"text"}` or
+/// `{"base64"}`, errors as `{"code", "message"}`.
+#[derive(Clone, Debug)]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize),
@@ -73,7 +83,8 @@ pub enum Event {
         #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
         peer: PeerId,
         /// Why.
-        error: String,
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::dial_failure"))]
+        error: DialFailure,
         /// Milliseconds until the next attempt.
         retry_in_ms: u64,
     },
@@ -94,22 +105,23 @@ pub enum Event {
     /// A peer stored a record at this node.
     RecordStored {
         /// The record key.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::key"))]
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::data"))]
         key: Vec<u8>,
         /// Who sent it.
         #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
         from: PeerId,
     },
-    /// A peer's record was refused (the store is full or it is too large).
+    /// A peer's record was refused (the store is full or it is out of bounds).
     RecordRejected {
         /// The record key.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::key"))]
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::data"))]
         key: Vec<u8>,
         /// Who sent it.
         #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
         from: PeerId,
         /// Why.
-        reason: String,
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::error"))]
+        reason: StoreError,
     },
     /// A peer registered in a namespace at this node.
     RegistrationStored {
@@ -161,7 +173,8 @@ pub enum Event {
         #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
         peer: PeerId,
         /// Why.
-        reason: String,
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::error"))]
+        reason: LinkLost,
     },
     /// This subscriber fell behind and `missed` events were dropped for it.
     Lagged {
@@ -170,55 +183,27 @@ pub enum Event {
     },
 }
 
-#[cfg(feature = "serde")]
-pub(crate) mod ser {
-    use std::fmt::Display;
+/// Why a namespace link ended.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkLost {
+    /// The last connection to the peer closed.
+    #[error("the connection to the peer closed")]
+    Disconnected,
+    /// The peer answered a heartbeat: it is no longer registered.
+    #[error("the peer is no longer registered in the namespace")]
+    Unregistered,
+    /// The peer did not answer a heartbeat.
+    #[error("the peer did not answer the heartbeat")]
+    Unanswered(#[source] Arc<OutboundFailure>),
+}
 
-    use serde::{Serializer, ser::SerializeSeq};
-
-    pub(crate) fn display<S: Serializer, T: Display>(value: &T, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(value)
-    }
-
-    pub(crate) fn display_opt<S: Serializer, T: Display>(
-        value: &Option<T>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(value) => s.collect_str(value),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(crate) fn display_all<S: Serializer, T: Display>(
-        values: &[T],
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(values.len()))?;
-        for value in values {
-            seq.serialize_element(&value.to_string())?;
-        }
-        seq.end()
-    }
-
-    pub(crate) fn key<S: Serializer>(key: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::record::display_key(key))
-    }
-
-    pub(crate) fn duration_ms<S: Serializer>(
-        d: &std::time::Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(crate) fn duration_ms_opt<S: Serializer>(
-        d: &Option<std::time::Duration>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => duration_ms(d, s),
-            None => s.serialize_none(),
+impl ErrorCode for LinkLost {
+    fn code(&self) -> &'static str {
+        match self {
+            LinkLost::Disconnected => "disconnected",
+            LinkLost::Unregistered => "unregistered",
+            LinkLost::Unanswered(_) => "unanswered",
         }
     }
 }

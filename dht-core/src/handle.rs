@@ -12,7 +12,7 @@ use std::{
 };
 
 #[cfg(feature = "serde")]
-use crate::event::ser;
+use crate::api::ser;
 use futures::{
     SinkExt, Stream,
     channel::{mpsc, oneshot},
@@ -22,11 +22,11 @@ use libp2p::{Multiaddr, PeerId, kad};
 use crate::{
     error::{
         ClosestPeersError, DialError, DiscoverError, GetRecordError, LinkError, ListenError,
-        NodeStopped, PutRecordError, RecordError, RegisterError,
+        NodeStopped, PutRecordError, RegisterError,
     },
     event::Event,
     namespace::Namespace,
-    record::{MAX_KEY_LEN, Quorum, StoreLimits},
+    record::{Quorum, StoreLimits, check_key, check_value},
     report::{Link, NetworkReport, Registration, RoutingTable, StoredRecord},
     role::RoleKind,
 };
@@ -90,7 +90,7 @@ impl From<&kad::QueryStats> for QueryStats {
 )]
 pub struct PutRecordOk {
     /// The key written.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::key"))]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::data"))]
     pub key: Vec<u8>,
     /// What the write cost.
     pub stats: QueryStats,
@@ -105,17 +105,19 @@ pub struct PutRecordOk {
 )]
 pub struct GetRecordOk {
     /// The key read.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::key"))]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::data"))]
     pub key: Vec<u8>,
     /// The value of the first copy found.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::key"))]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::data"))]
     pub value: Vec<u8>,
     /// Who published it, if known.
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display_opt"))]
     pub publisher: Option<PeerId>,
-    /// Where copies were found; `None` is the local store.
-    #[cfg_attr(feature = "serde", serde(skip))]
-    pub found_at: Vec<Option<PeerId>>,
+    /// Whether a copy was in this node's own store.
+    pub found_locally: bool,
+    /// The peers that sent a copy.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display_all"))]
+    pub found_at: Vec<PeerId>,
     /// What the read cost.
     pub stats: QueryStats,
 }
@@ -234,19 +236,6 @@ impl NodeHandle {
         answer.await.map_err(|_| NodeStopped)
     }
 
-    fn check_key(key: &[u8]) -> Result<(), RecordError> {
-        if key.is_empty() {
-            return Err(RecordError::EmptyKey);
-        }
-        if key.len() > MAX_KEY_LEN {
-            return Err(RecordError::KeyTooLarge {
-                size: key.len(),
-                max: MAX_KEY_LEN,
-            });
-        }
-        Ok(())
-    }
-
     /// Stores `value` under `key` here and at the `k` closest peers; succeeds
     /// once one peer besides this node confirmed.
     pub async fn put_record(
@@ -266,14 +255,8 @@ impl NodeHandle {
         quorum: Quorum,
     ) -> Result<PutRecordOk, PutRecordError> {
         let (key, value) = (key.into(), value.into());
-        Self::check_key(&key)?;
-        if value.len() > self.limits.max_value_size {
-            return Err(RecordError::ValueTooLarge {
-                size: value.len(),
-                max: self.limits.max_value_size,
-            }
-            .into());
-        }
+        check_key(&key)?;
+        check_value(&value, self.limits.max_value_size)?;
         self.call(|reply| Command::PutRecord {
             key,
             value,
@@ -298,7 +281,7 @@ impl NodeHandle {
         quorum: Quorum,
     ) -> Result<GetRecordOk, GetRecordError> {
         let key = key.into();
-        Self::check_key(&key)?;
+        check_key(&key)?;
         self.call(|reply| Command::GetRecord { key, quorum, reply })
             .await
             .unwrap_or(Err(GetRecordError::NodeStopped))
@@ -311,7 +294,7 @@ impl NodeHandle {
         key: impl Into<Vec<u8>>,
     ) -> Result<Vec<PeerAddresses>, ClosestPeersError> {
         let key = key.into();
-        Self::check_key(&key)?;
+        check_key(&key)?;
         self.call(|reply| Command::ClosestPeers { key, reply })
             .await
             .unwrap_or(Err(ClosestPeersError::NodeStopped))

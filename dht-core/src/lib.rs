@@ -3,8 +3,8 @@
 //!
 //! This crate holds all protocol logic and no runtime: hosts build a libp2p
 //! [`Swarm`](libp2p::Swarm) with their own transport and executor around
-//! [`Behaviour`], hand it to [`Node::new`], spawn [`Node::run`] and use the
-//! cloneable [`NodeHandle`]. It compiles for the host and for
+//! [`Behaviour`], hand it to [`start`] with a function that spawns the node's
+//! task, and use the cloneable [`NodeHandle`] of the [`Running`] node. It compiles for the host and for
 //! `wasm32-unknown-unknown` (where the host must enable libp2p's
 //! `wasm-bindgen` feature so timers work in the browser).
 //!
@@ -40,7 +40,9 @@
 //! transports; the browser with `with_wasm_bindgen()`.
 //!
 //! ```
-//! use dht_core::{Behaviour, Config, Node, NodeHandle, Role};
+//! use std::time::Duration;
+//!
+//! use dht_core::{Behaviour, Config, Role, Running};
 //! use futures::executor::{ThreadPool, block_on};
 //! use libp2p::{
 //!     Multiaddr, Swarm, Transport,
@@ -50,7 +52,7 @@
 //!     noise, swarm, yamux,
 //! };
 //!
-//! fn start(pool: &ThreadPool, config: Config, role: Role, port: u64) -> (NodeHandle, Multiaddr) {
+//! fn swarm(pool: &ThreadPool, config: &Config) -> Swarm<Behaviour> {
 //!     let key = Keypair::generate_ed25519();
 //!     let transport = MemoryTransport::default()
 //!         .upgrade(Version::V1)
@@ -59,36 +61,36 @@
 //!         .boxed();
 //!     let executor = pool.clone();
 //!     let swarm_config = config.swarm_config(swarm::Config::with_executor(move |task| executor.spawn_ok(task)));
-//!     let peer_id = key.public().to_peer_id();
-//!     let mut swarm = Swarm::new(transport, Behaviour::new(&key, &config), peer_id, swarm_config);
-//!     let address = Multiaddr::empty().with(Protocol::Memory(port));
-//!     swarm.listen_on(address.clone()).unwrap();
-//!     let (node, handle) = Node::new(swarm, config, role);
-//!     pool.spawn_ok(node.run());
-//!     (handle, address.with(Protocol::P2p(peer_id)))
+//!     Swarm::new(transport, Behaviour::new(&key, config), key.public().to_peer_id(), swarm_config)
 //! }
 //!
 //! let pool = ThreadPool::new().unwrap();
-//! let (bootstrap, bootstrap_address) = start(&pool, Config::default(), Role::Bootstrap, 9_100_001);
-//! let config = Config::builder().bootstrap_peer(bootstrap_address).build().unwrap();
-//! let (client, _) = start(&pool, config, Role::ClientHelper, 9_100_002);
-//!
 //! block_on(async {
-//!     client.bootstrap().await.unwrap();
-//!     client.put_record(b"song".to_vec(), b"la".to_vec()).await.unwrap();
-//!     let found = bootstrap.get_record(b"song".to_vec()).await.unwrap();
+//!     let config = Config::default();
+//!     let bootstrap = dht_core::start(swarm(&pool, &config), &config, &Role::Bootstrap, |task| pool.spawn_ok(task));
+//!     let address = Multiaddr::empty().with(Protocol::Memory(9_100_001));
+//!     bootstrap.listen([address.clone()]).await.unwrap();
+//!
+//!     let config = Config::builder().bootstrap_peer(address.with(Protocol::P2p(bootstrap.peer_id()))).build().unwrap();
+//!     let mut client = dht_core::start(swarm(&pool, &config), &config, &Role::ClientHelper, |task| pool.spawn_ok(task));
+//!     client.joined(Duration::from_secs(10)).await.unwrap();
+//!
+//!     client.handle.put_record(b"song".to_vec(), b"la".to_vec()).await.unwrap();
+//!     let found = bootstrap.handle.get_record(b"song".to_vec()).await.unwrap();
 //!     assert_eq!(found.value, b"la");
 //! });
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+#[cfg(feature = "serde")]
+pub mod api;
 pub mod behaviour;
-mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod event;
 mod handle;
+mod host;
 pub mod keep_alive;
 pub mod namespace;
 mod node;
@@ -101,11 +103,13 @@ pub mod testnet;
 pub use behaviour::Behaviour;
 pub use config::{Config, ConfigBuilder, ConnectionLimits, DEFAULT_KAD_PROTOCOL, ServerMode};
 pub use error::{
-    ClosestPeersError, ConfigError, DialError, DiscoverError, GetRecordError, LinkError,
-    ListenError, NamespaceError, NodeStopped, PutRecordError, RecordError, RegisterError,
+    ClosestPeersError, ConfigError, DialError, DiscoverError, ErrorCode, GetRecordError, JoinError,
+    LinkError, ListenError, NamespaceError, NodeStopped, PutRecordError, RecordError,
+    RegisterError,
 };
-pub use event::Event;
+pub use event::{Event, LinkLost};
 pub use handle::{EventStream, GetRecordOk, NodeHandle, PeerAddresses, PutRecordOk, QueryStats};
+pub use host::{NodeTask, Running, start};
 pub use libp2p;
 pub use namespace::Namespace;
 pub use node::Node;

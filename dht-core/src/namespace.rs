@@ -216,7 +216,7 @@ async fn read_namespace<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<Namespac
     }
     let name = String::from_utf8(read_bytes(io, len).await?)
         .map_err(|_| invalid("namespace is not UTF-8"))?;
-    Namespace::new(name).map_err(|e| invalid(e.to_string()))
+    Namespace::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 fn write_namespace(message: &mut Vec<u8>, namespace: &Namespace) -> io::Result<()> {

@@ -2,7 +2,7 @@
 //! registrations it holds, and the monitor's summary of the network it sees.
 
 #[cfg(feature = "serde")]
-use crate::event::ser;
+use crate::api::ser;
 use std::{fmt, time::Duration};
 
 use libp2p::{Multiaddr, PeerId};
@@ -82,10 +82,10 @@ pub struct RoutingEntry {
 )]
 pub struct StoredRecord {
     /// The key.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::key"))]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::data"))]
     pub key: Vec<u8>,
     /// The value.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::key"))]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::data"))]
     pub value: Vec<u8>,
     /// Who published it, if known.
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display_opt"))]
@@ -166,22 +166,44 @@ pub struct NetworkReport {
     pub uptime: Duration,
     /// Peers with an open connection.
     pub connected_peers: usize,
-    /// Peers per non-empty bucket, as `(bucket index, peers)`.
-    pub buckets: Vec<(u32, usize)>,
+    /// Peers per non-empty bucket, nearest first.
+    pub buckets: Vec<BucketSize>,
     /// Value records held.
     pub records: usize,
-    /// Registrations held per namespace, live ones only.
-    pub namespaces: Vec<(String, usize)>,
+    /// Live registrations held per namespace, by name.
+    pub namespaces: Vec<NamespaceSize>,
     /// Namespaces this node is registered in.
-    pub registered_in: Vec<String>,
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display_all"))]
+    pub registered_in: Vec<Namespace>,
     /// Confirmed namespace links.
     pub links: usize,
+}
+
+/// How many peers one k-bucket holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct BucketSize {
+    /// The bucket index, 0 to 255.
+    pub index: u32,
+    /// Its peers.
+    pub peers: usize,
+}
+
+/// How many live registrations this node holds for one namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct NamespaceSize {
+    /// The namespace.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
+    pub namespace: Namespace,
+    /// Registrations held.
+    pub registrations: usize,
 }
 
 impl NetworkReport {
     /// Peers in the routing table.
     pub fn routing_table_size(&self) -> usize {
-        self.buckets.iter().map(|(_, n)| n).sum()
+        self.buckets.iter().map(|b| b.peers).sum()
     }
 }
 
@@ -207,18 +229,20 @@ impl fmt::Display for NetworkReport {
             let buckets: Vec<String> = self
                 .buckets
                 .iter()
-                .map(|(i, n)| format!("{i}:{n}"))
+                .map(|b| format!("{}:{}", b.index, b.peers))
                 .collect();
             writeln!(f, "  buckets (index:peers) {}", buckets.join(" "))?;
         }
-        for (namespace, peers) in &self.namespaces {
+        for held in &self.namespaces {
             writeln!(
                 f,
-                "  namespace {namespace:?}: {peers} registered peers held here"
+                "  namespace \"{}\": {} registered peers held here",
+                held.namespace, held.registrations
             )?;
         }
         if !self.registered_in.is_empty() {
-            writeln!(f, "  registered in {}", self.registered_in.join(", "))?;
+            let names: Vec<&str> = self.registered_in.iter().map(Namespace::as_str).collect();
+            writeln!(f, "  registered in {}", names.join(", "))?;
         }
         Ok(())
     }

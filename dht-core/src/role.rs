@@ -3,9 +3,15 @@
 
 use std::fmt;
 
-use crate::namespace::Namespace;
+use libp2p::kad::Mode;
+
+use crate::{config::ServerMode, namespace::Namespace};
 
 /// What a node does beyond being an ordinary DHT node.
+///
+/// Every difference between roles is decided here, by the methods below;
+/// the node asks them once, when it starts, and hands the answers to its
+/// parts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
     /// A node at a known address that others join through (the spec's
@@ -44,7 +50,7 @@ impl Role {
         }
     }
 
-    /// The namespace this role registers in, if any.
+    /// The namespace this role registers in when it starts, if any.
     pub fn namespace(&self) -> Option<&Namespace> {
         match self {
             Role::Listener { namespace } | Role::Dialer { namespace } => Some(namespace),
@@ -52,11 +58,23 @@ impl Role {
         }
     }
 
-    /// The namespace this role searches and links to, if any.
-    pub(crate) fn discovers(&self) -> Option<&Namespace> {
+    /// The namespace this role searches every discover interval and links
+    /// to, if any: only a dialer's.
+    pub fn discovers(&self) -> Option<&Namespace> {
         match self {
             Role::Dialer { namespace } => Some(namespace),
             _ => None,
+        }
+    }
+
+    /// The Kademlia mode to set: a bootstrap always serves, since others
+    /// join through it; the other roles follow `server_mode`. `None` lets
+    /// Kademlia choose (server once an external address is confirmed).
+    pub(crate) fn kad_mode(&self, server_mode: ServerMode) -> Option<Mode> {
+        match (self, server_mode) {
+            (Role::Bootstrap, _) | (_, ServerMode::Always) => Some(Mode::Server),
+            (_, ServerMode::Never) => Some(Mode::Client),
+            (_, ServerMode::Auto) => None,
         }
     }
 }
@@ -143,5 +161,22 @@ mod tests {
         assert_eq!(listener.namespace(), Some(&ns));
         assert_eq!(Role::Bootstrap.namespace(), None);
         assert_eq!(Role::ClientHelper.namespace(), None);
+    }
+
+    #[test]
+    fn a_bootstrap_always_serves_and_other_roles_follow_the_setting() {
+        assert_eq!(
+            Role::Bootstrap.kad_mode(ServerMode::Never),
+            Some(Mode::Server)
+        );
+        assert_eq!(
+            Role::ClientHelper.kad_mode(ServerMode::Never),
+            Some(Mode::Client)
+        );
+        assert_eq!(
+            Role::ClientHelper.kad_mode(ServerMode::Always),
+            Some(Mode::Server)
+        );
+        assert_eq!(Role::ClientHelper.kad_mode(ServerMode::Auto), None);
     }
 }

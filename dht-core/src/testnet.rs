@@ -31,17 +31,19 @@ use std::{
     time::Duration,
 };
 
-use futures::{FutureExt, StreamExt, future::BoxFuture};
-use futures_timer::Delay;
+use futures::future::BoxFuture;
 use libp2p::{
     Multiaddr, PeerId, Swarm, Transport,
     core::{transport::MemoryTransport, upgrade::Version},
     identity::Keypair,
+    kad::KBucketKey,
     multiaddr::Protocol,
     noise, swarm, yamux,
 };
 
-use crate::{Behaviour, Config, ConfigBuilder, ConfigError, Event, Node, NodeHandle, Role};
+use crate::{
+    Behaviour, Config, ConfigBuilder, ConfigError, JoinError, ListenError, NodeHandle, Role,
+};
 
 /// How long a new node may take to join before [`Testnet::spawn`] gives up.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,11 +61,23 @@ pub enum TestnetError {
     /// The transport could not be set up.
     #[error("transport setup failed: {0}")]
     Transport(String),
-    /// The node did not finish joining in time.
-    #[error("node {index} did not join within {JOIN_TIMEOUT:?}")]
-    JoinTimeout {
+    /// The node could not listen on its memory address.
+    #[error("node {index} cannot listen")]
+    Listen {
         /// Its index.
         index: usize,
+        /// Why.
+        #[source]
+        source: ListenError,
+    },
+    /// The node did not finish joining.
+    #[error("node {index} did not join")]
+    Join {
+        /// Its index.
+        index: usize,
+        /// Why.
+        #[source]
+        source: JoinError,
     },
 }
 
@@ -160,37 +174,24 @@ impl Testnet {
         keypair: Keypair,
     ) -> Result<TestNode, TestnetError> {
         let config = config.build()?;
-        let joins = !config.bootstrap_peers().is_empty();
         let peer_id = keypair.public().to_peer_id();
-        let mut swarm = memory_swarm(&keypair, &config, self.spawner.clone())?;
+        let swarm = memory_swarm(&keypair, &config, self.spawner.clone())?;
+        let spawner = self.spawner.clone();
+        let mut running = crate::start(swarm, &config, &role, move |task| spawner(task));
         let listen = Multiaddr::empty().with(Protocol::Memory(memory_port(&peer_id)));
-        swarm
-            .listen_on(listen.clone())
-            .map_err(|e| TestnetError::Transport(e.to_string()))?;
-
-        let (mut node, handle) = Node::new(swarm, config, role.clone());
-        let mut events = node.subscribe();
-        (self.spawner)(node.run().boxed());
-
-        if joins {
-            let joined = async {
-                while let Some(event) = events.next().await {
-                    if matches!(event, Event::Bootstrapped { .. }) {
-                        return true;
-                    }
-                }
-                false
-            };
-            futures::select! {
-                joined = joined.fuse() => if !joined { return Err(TestnetError::JoinTimeout { index }) },
-                () = Delay::new(JOIN_TIMEOUT).fuse() => return Err(TestnetError::JoinTimeout { index }),
-            }
-        }
+        running
+            .listen([listen.clone()])
+            .await
+            .map_err(|source| TestnetError::Listen { index, source })?;
+        running
+            .joined(JOIN_TIMEOUT)
+            .await
+            .map_err(|source| TestnetError::Join { index, source })?;
         Ok(TestNode {
             index,
             peer_id,
             address: listen.with(Protocol::P2p(peer_id)),
-            handle,
+            handle: running.handle,
             keypair,
             role,
         })
@@ -231,4 +232,18 @@ pub fn memory_swarm(
         keypair.public().to_peer_id(),
         swarm_config,
     ))
+}
+
+/// The `k` peers of `candidates` closest to `key` by XOR distance, nearest
+/// first, found by sorting them all: the truth a lookup is checked against.
+pub fn xor_closest(
+    key: &[u8],
+    candidates: impl IntoIterator<Item = PeerId>,
+    k: usize,
+) -> Vec<PeerId> {
+    let target = KBucketKey::new(key.to_vec());
+    let mut peers: Vec<PeerId> = candidates.into_iter().collect();
+    peers.sort_by_key(|peer| KBucketKey::from(*peer).distance(&target));
+    peers.truncate(k);
+    peers
 }

@@ -7,6 +7,7 @@ use dht_core::{
     Config, ConfigBuilder, Namespace,
     libp2p::{Multiaddr, PeerId},
 };
+use native_node::ListenSet;
 
 const AFTER_HELP: &str = "\
 EXIT STATUS:
@@ -157,36 +158,14 @@ impl NodeArgs {
             .agent_version(concat!("ns-dht-native/", env!("CARGO_PKG_VERSION")))
     }
 
-    /// The addresses to listen on: `--listen`, or TCP and QUIC (and, if
-    /// given ports, WebSocket and WebRTC-direct) on `--ip`.
-    pub(crate) fn listen_addresses(
-        &self,
-        tcp: u16,
-        quic: u16,
-        websocket: Option<u16>,
-        webrtc: Option<u16>,
-    ) -> Vec<Multiaddr> {
-        if !self.listen.is_empty() {
-            return self.listen.clone();
+    /// The addresses to listen on: `--listen` if given, else `set` on
+    /// `--ip`.
+    pub(crate) fn listen_addresses(&self, set: impl FnOnce(IpAddr) -> ListenSet) -> Vec<Multiaddr> {
+        if self.listen.is_empty() {
+            set(self.ip).addresses()
+        } else {
+            self.listen.clone()
         }
-        let ip = match self.ip {
-            IpAddr::V4(ip) => format!("/ip4/{ip}"),
-            IpAddr::V6(ip) => format!("/ip6/{ip}"),
-        };
-        let mut addresses = vec![
-            format!("{ip}/tcp/{tcp}"),
-            format!("{ip}/udp/{quic}/quic-v1"),
-        ];
-        if let Some(port) = websocket {
-            addresses.push(format!("{ip}/tcp/{port}/ws"));
-        }
-        if let Some(port) = webrtc {
-            addresses.push(format!("{ip}/udp/{port}/webrtc-direct"));
-        }
-        addresses
-            .into_iter()
-            .map(|a| a.parse().expect("well-formed by construction"))
-            .collect()
     }
 }
 
@@ -400,11 +379,27 @@ mod tests {
         };
         let listen: Vec<String> = client
             .node
-            .listen_addresses(0, 0, None, None)
+            .listen_addresses(ListenSet::querying)
             .iter()
             .map(ToString::to_string)
             .collect();
         assert_eq!(listen, ["/ip6/::1/tcp/0", "/ip6/::1/udp/0/quic-v1"]);
+        let cli = Cli::try_parse_from([
+            "native-node",
+            "client",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/7",
+            "run",
+        ])
+        .unwrap();
+        let Command::Client(client) = cli.command else {
+            panic!("client")
+        };
+        assert_eq!(
+            client.node.listen_addresses(ListenSet::serving),
+            vec!["/ip4/127.0.0.1/tcp/7".parse::<Multiaddr>().unwrap()],
+            "--listen replaces the default listeners"
+        );
     }
 
     #[test]

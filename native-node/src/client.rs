@@ -1,23 +1,26 @@
-//! The client helper: a DHT node that does lookups on behalf of an app.
+//! The client helper: a DHT node that does lookups on behalf of an app,
+//! once from the command line or line by line from stdin (`serve`). Every
+//! result is a `dht_core::api::Answer`, the same shape the HTTP API and the
+//! browser give.
 
-use std::{num::NonZeroUsize, time::Duration};
+use std::num::NonZeroUsize;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use dht_core::{
-    Event, GetRecordError, Namespace, NodeHandle, PeerAddresses, Quorum, Role, ServerMode,
+    ErrorCode, Namespace, NodeHandle, Quorum, Role, ServerMode,
+    api::Answer,
     libp2p::PeerId,
-    record::{MAX_KEY_LEN, display_key},
+    record::{check_key, check_value},
 };
-use futures::StreamExt;
-use serde_json::{Value, json};
+use native_node::{ListenSet, NativeNode, node::dialable_addresses};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::{
     cli::{ClientArgs, ClientOperation},
     exit::Failure,
-    host::{self, Running},
     output::{self, Output},
-    roles::{load_identity, print_until_signal},
+    roles::{load_identity, print_until_signal, start, stop},
+    signal,
 };
 
 /// The longest request line `serve` reads, beyond the largest record.
@@ -26,73 +29,50 @@ const LINE_OVERHEAD: usize = 4096;
 pub(crate) async fn run(args: ClientArgs, output: Output) -> Result<(), Failure> {
     let operation = Operation::check(&args.operation, args.node.max_record_size).await?;
     if args.node.bootstrap_addresses().is_empty() {
-        return Err(Failure::usage(anyhow!(
-            "a client joins an existing DHT: pass --bootstrap MULTIADDR (or set DHT_BOOTSTRAP)"
-        )));
+        return Err(Failure::usage(
+            "no-bootstrap",
+            anyhow!(
+                "a client joins an existing DHT: pass --bootstrap MULTIADDR (or set DHT_BOOTSTRAP)"
+            ),
+        ));
     }
     let keypair = load_identity(&args.node, None)?;
     // A one-shot operation queries the DHT without offering to serve it: a
     // process that exits a moment later must not leave a dead entry in
     // other nodes' routing tables, which their lookups would wait on.
-    let mode = match operation {
-        Operation::Run | Operation::Serve => ServerMode::Always,
-        _ => ServerMode::Never,
+    let serving = matches!(operation, Operation::Run | Operation::Serve);
+    let (mode, set): (ServerMode, fn(_) -> ListenSet) = if serving {
+        (ServerMode::Always, ListenSet::serving)
+    } else {
+        (ServerMode::Never, ListenSet::querying)
     };
     let config = args
         .node
         .config()
         .server_mode(mode)
         .build()
-        .map_err(Failure::usage)?;
-    // A serving node also listens on WebSocket, so that browser tabs can
-    // reach it in lookups.
-    let websocket = (mode == ServerMode::Always).then_some(0);
-    let listen = args.node.listen_addresses(0, 0, websocket, None);
-    let mut running = host::start(
+        .map_err(Failure::input)?;
+    let listen = args.node.listen_addresses(set);
+    let mut node = start(
+        &args.node,
         keypair,
         None,
-        config,
-        Role::ClientHelper,
+        &config,
+        &Role::ClientHelper,
         &listen,
-        &args.node.external,
     )
     .await?;
 
-    let result = match join(&mut running, args.join_timeout).await {
-        Ok(()) => {
+    let result = match node.joined(args.join_timeout).await {
+        Ok(_) => {
             operation
-                .perform(&mut running, args.node.max_record_size, output)
+                .perform(&mut node, args.node.max_record_size, output)
                 .await
         }
-        Err(failure) => Err(failure),
+        Err(error) => Err(Failure::of(error)),
     };
-    running.stop().await;
-    result
-}
-
-/// Waits until the first bootstrap lookup finished.
-async fn join(running: &mut Running, timeout: Duration) -> Result<(), Failure> {
-    let mut last_error = None;
-    let joined = tokio::time::timeout(timeout, async {
-        while let Some(event) = running.events.next().await {
-            match event {
-                Event::Bootstrapped { .. } => return true,
-                Event::BootstrapPeerUnreachable { peer, error, .. } => {
-                    last_error = Some(format!("{peer}: {error}"))
-                }
-                _ => {}
-            }
-        }
-        false
-    })
-    .await;
-    match joined {
-        Ok(true) => Ok(()),
-        _ => Err(Failure::runtime(anyhow!(
-            "could not join the DHT within {timeout:?}: {}",
-            last_error.unwrap_or_else(|| "no bootstrap peer answered".into())
-        ))),
-    }
+    let stopped = stop(node).await;
+    result.and(stopped)
 }
 
 /// A client operation with its input already checked, so that bad input
@@ -119,22 +99,14 @@ enum Operation {
 }
 
 fn checked_key(key: &str) -> Result<Vec<u8>, Failure> {
-    if key.is_empty() {
-        return Err(Failure::usage(anyhow!("the record key is empty")));
-    }
-    if key.len() > MAX_KEY_LEN {
-        return Err(Failure::usage(anyhow!(
-            "the record key is {} bytes; the limit is {MAX_KEY_LEN}",
-            key.len()
-        )));
-    }
+    check_key(key.as_bytes()).map_err(Failure::input)?;
     Ok(key.as_bytes().to_vec())
 }
 
 fn quorum(count: usize) -> Result<Quorum, Failure> {
     NonZeroUsize::new(count)
         .map(Quorum::N)
-        .ok_or_else(|| Failure::usage(anyhow!("--quorum must be at least 1")))
+        .ok_or_else(|| Failure::usage("bad-quorum", anyhow!("--quorum must be at least 1")))
 }
 
 impl Operation {
@@ -152,20 +124,21 @@ impl Operation {
             } => {
                 let value = match (value, value_file) {
                     (Some(value), _) => value.clone().into_bytes(),
-                    (None, Some(path)) => tokio::fs::read(path)
-                        .await
-                        .with_context(|| format!("cannot read the value file {}", path.display()))
-                        .map_err(Failure::usage)?,
+                    (None, Some(path)) => tokio::fs::read(path).await.map_err(|error| {
+                        Failure::usage(
+                            "unreadable-value-file",
+                            anyhow::Error::new(error)
+                                .context(format!("cannot read the value file {}", path.display())),
+                        )
+                    })?,
                     (None, None) => {
-                        return Err(Failure::usage(anyhow!("give a VALUE or --value-file")));
+                        return Err(Failure::usage(
+                            "bad-request",
+                            anyhow!("give a VALUE or --value-file"),
+                        ));
                     }
                 };
-                if value.len() > max_record_size {
-                    return Err(Failure::usage(anyhow!(
-                        "the record value is {} bytes; the limit is {max_record_size} (see --max-record-size)",
-                        value.len()
-                    )));
-                }
+                check_value(&value, max_record_size).map_err(Failure::input)?;
                 Operation::Put {
                     key: checked_key(key)?,
                     value,
@@ -176,7 +149,12 @@ impl Operation {
                 key: match (key, peer) {
                     (_, Some(peer)) => peer.to_bytes(),
                     (Some(key), None) => checked_key(key)?,
-                    (None, None) => return Err(Failure::usage(anyhow!("give a KEY or --peer"))),
+                    (None, None) => {
+                        return Err(Failure::usage(
+                            "bad-request",
+                            anyhow!("give a KEY or --peer"),
+                        ));
+                    }
                 },
             },
             ClientOperation::Discover { namespace } => Operation::Discover {
@@ -190,87 +168,90 @@ impl Operation {
 
     async fn perform(
         self,
-        running: &mut Running,
+        node: &mut NativeNode,
         max_record_size: usize,
         output: Output,
     ) -> Result<(), Failure> {
-        let handle = running.handle.clone();
-        match self {
-            Operation::Get { key, quorum } => {
-                let found =
-                    handle
-                        .get_record_with_quorum(key, quorum)
-                        .await
-                        .map_err(|e| match e {
-                            GetRecordError::NotFound { .. } => Failure::not_found(e),
-                            other => Failure::runtime(other),
-                        })?;
-                match output {
-                    Output::Json => output.json(&json!({ "type": "record", "record": found })),
-                    Output::Text => output::raw(&found.value),
-                }
-            }
-            Operation::Put { key, value, quorum } => {
-                let stored = handle.put_record_with_quorum(key, value, quorum).await?;
-                match output {
-                    Output::Json => output.json(&json!({ "type": "stored", "result": stored })),
-                    Output::Text => output::line(&format!(
-                        "stored {} ({} requests, {} ms)",
-                        display_key(&stored.key),
-                        stored.stats.requests,
-                        stored.stats.duration.unwrap_or_default().as_millis()
-                    )),
-                }
-            }
-            Operation::Closest { key } => {
-                let peers = handle.closest_peers(key).await?;
-                print_peers(output, "closest", &peers);
-            }
-            Operation::Discover { namespace } => {
-                let peers = handle.discover(&namespace).await?;
-                print_peers(output, "members", &peers);
-            }
-            Operation::Report => {
-                let report = handle.network_report().await?;
-                output.report(&report);
-            }
+        let handle = node.handle.clone();
+        let answer = match self {
+            Operation::Get { key, quorum } => handle
+                .get_record_with_quorum(key, quorum)
+                .await
+                .map(Answer::Record)
+                .map_err(Failure::of)?,
+            Operation::Put { key, value, quorum } => handle
+                .put_record_with_quorum(key, value, quorum)
+                .await
+                .map(Answer::Stored)
+                .map_err(Failure::of)?,
+            Operation::Closest { key } => handle
+                .closest_peers(key)
+                .await
+                .map(Answer::Peers)
+                .map_err(Failure::of)?,
+            Operation::Discover { namespace } => handle
+                .discover(&namespace)
+                .await
+                .map(Answer::Members)
+                .map_err(Failure::of)?,
+            Operation::Report => handle
+                .network_report()
+                .await
+                .map(Answer::Report)
+                .map_err(Failure::of)?,
             Operation::Run => {
-                let addresses = running.dialable_addresses(&[]).await;
-                output.started(
-                    dht_core::RoleKind::ClientHelper,
-                    handle.local_peer_id(),
-                    &addresses,
-                );
-                print_until_signal(running, None, output).await;
+                let addresses = dialable_addresses(node, &[]).await;
+                output.started(dht_core::RoleKind::ClientHelper, node.peer_id(), &addresses);
+                print_until_signal(node, None, output).await;
+                return Ok(());
             }
-            Operation::Serve => serve(&handle, tokio::io::stdin(), max_record_size).await,
-        }
+            Operation::Serve => {
+                serve(&handle, tokio::io::stdin(), max_record_size).await;
+                return Ok(());
+            }
+        };
+        output.answer(&answer);
         Ok(())
     }
 }
 
-fn print_peers(output: Output, kind: &str, peers: &[PeerAddresses]) {
-    match output {
-        Output::Json => output.json(&json!({ "type": kind, "peers": peers })),
-        Output::Text => {
-            for peer in peers {
-                let addresses: Vec<String> =
-                    peer.addresses.iter().map(ToString::to_string).collect();
-                output::line(&format!("{} {}", peer.peer_id, addresses.join(" ")));
-            }
+/// A request line `serve` could not take.
+#[derive(Debug, thiserror::Error)]
+enum BadRequest {
+    #[error("the request is not UTF-8")]
+    NotUtf8,
+    #[error("the request line is longer than {limit} bytes")]
+    TooLong { limit: usize },
+    #[error(
+        "unknown request {0:?}; expected get, put, closest, discover, register, unregister, report or quit"
+    )]
+    UnknownVerb(String),
+    #[error("usage: {0}")]
+    Usage(&'static str),
+    #[error("cannot read the request")]
+    Read(#[source] std::io::Error),
+}
+
+impl ErrorCode for BadRequest {
+    fn code(&self) -> &'static str {
+        match self {
+            BadRequest::TooLong { .. } => "request-too-large",
+            BadRequest::Read(_) => "read-failed",
+            _ => "bad-request",
         }
     }
 }
 
-/// Answers requests read from `input`, one per line, with one JSON line each,
-/// until `quit`, end of input, or Ctrl-C.
+/// Answers requests read from `input`, one per line, with one [`Answer`]
+/// (a JSON line) each, until `quit`, end of input, or Ctrl-C.
 async fn serve(handle: &NodeHandle, input: impl AsyncRead + Unpin, max_record_size: usize) {
     let limit = max_record_size + LINE_OVERHEAD;
     let mut reader = BufReader::new(input);
-    let shutdown = host::shutdown_signal();
+    let shutdown = signal::shutdown();
     tokio::pin!(shutdown);
     output::line(
-        &json!({ "ready": true, "peerId": handle.local_peer_id().to_string() }).to_string(),
+        &serde_json::json!({ "ready": true, "peerId": handle.local_peer_id().to_string() })
+            .to_string(),
     );
     loop {
         let mut line = Vec::new();
@@ -278,17 +259,17 @@ async fn serve(handle: &NodeHandle, input: impl AsyncRead + Unpin, max_record_si
             read = read_line(&mut reader, &mut line, limit) => read,
             () = &mut shutdown => return,
         };
-        let reply = match read {
+        let answer = match read {
             Ok(0) => return,
             Ok(_) => match std::str::from_utf8(&line) {
                 Ok(text) if text.trim() == "quit" => return,
                 Ok(text) if text.trim().is_empty() => continue,
                 Ok(text) => answer(handle, text.trim_end_matches(['\r', '\n'])).await,
-                Err(_) => json!({ "ok": false, "error": "the request is not UTF-8" }),
+                Err(_) => Answer::error(&BadRequest::NotUtf8),
             },
-            Err(error) => json!({ "ok": false, "error": error.to_string() }),
+            Err(error) => Answer::error(&error),
         };
-        output::line(&reply.to_string());
+        Output::Json.answer(&answer);
     }
 }
 
@@ -298,9 +279,9 @@ async fn read_line(
     reader: &mut (impl AsyncBufReadExt + Unpin),
     line: &mut Vec<u8>,
     limit: usize,
-) -> std::io::Result<usize> {
+) -> Result<usize, BadRequest> {
     loop {
-        let available = reader.fill_buf().await?;
+        let available = reader.fill_buf().await.map_err(BadRequest::Read)?;
         if available.is_empty() {
             return Ok(line.len());
         }
@@ -315,13 +296,13 @@ async fn read_line(
             // Skip the rest of the oversized line.
             if !done {
                 let mut rest = Vec::new();
-                reader.read_until(b'\n', &mut rest).await?;
+                reader
+                    .read_until(b'\n', &mut rest)
+                    .await
+                    .map_err(BadRequest::Read)?;
             }
             line.clear();
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("the request line is longer than {limit} bytes"),
-            ));
+            return Err(BadRequest::TooLong { limit });
         }
         if done {
             return Ok(line.len());
@@ -329,47 +310,48 @@ async fn read_line(
     }
 }
 
-async fn answer(handle: &NodeHandle, request: &str) -> Value {
+/// Answers one request line.
+async fn answer(handle: &NodeHandle, request: &str) -> Answer {
     let (verb, rest) = request.split_once(' ').unwrap_or((request, ""));
-    let result: anyhow::Result<Value> = async {
-        match verb {
-            "get" => {
-                let found = handle.get_record(checked_key(rest).map_err(|f| f.error)?).await?;
-                Ok(json!({ "record": found }))
-            }
-            "put" => {
-                let (key, value) = rest.split_once(' ').ok_or_else(|| anyhow!("usage: put KEY VALUE"))?;
-                let stored = handle
-                    .put_record(checked_key(key).map_err(|f| f.error)?, value.as_bytes().to_vec())
-                    .await?;
-                Ok(json!({ "stored": stored }))
-            }
-            "closest" => {
-                let key = match rest.parse::<PeerId>() {
-                    Ok(peer) => peer.to_bytes(),
-                    Err(_) => checked_key(rest).map_err(|f| f.error)?,
-                };
-                Ok(json!({ "peers": handle.closest_peers(key).await? }))
-            }
-            "discover" => Ok(json!({ "peers": handle.discover(&Namespace::new(rest)?).await? })),
-            "register" => {
-                handle.register(&Namespace::new(rest)?).await?;
-                Ok(json!({ "registered": rest }))
-            }
-            "report" => Ok(json!({ "report": handle.network_report().await? })),
-            other => Err(anyhow!(
-                "unknown request {other:?}; expected get, put, closest, discover, register, report or quit"
-            )),
+    let namespace = || Namespace::new(rest);
+    match verb {
+        "get" => match check_key(rest.as_bytes()) {
+            Ok(()) => Answer::from_result(handle.get_record(rest).await, Answer::Record),
+            Err(error) => Answer::error(&error),
+        },
+        "put" => {
+            let Some((key, value)) = rest.split_once(' ') else {
+                return Answer::error(&BadRequest::Usage("put KEY VALUE"));
+            };
+            Answer::from_result(handle.put_record(key, value).await, Answer::Stored)
         }
-    }
-    .await;
-    match result {
-        Ok(Value::Object(mut fields)) => {
-            fields.insert("ok".into(), Value::Bool(true));
-            Value::Object(fields)
+        "closest" => {
+            let key = match rest.parse::<PeerId>() {
+                Ok(peer) => peer.to_bytes(),
+                Err(_) => rest.as_bytes().to_vec(),
+            };
+            Answer::from_result(handle.closest_peers(key).await, Answer::Peers)
         }
-        Ok(other) => json!({ "ok": true, "result": other }),
-        Err(error) => json!({ "ok": false, "error": format!("{error:#}") }),
+        "discover" => match namespace() {
+            Ok(namespace) => {
+                Answer::from_result(handle.discover(&namespace).await, Answer::Members)
+            }
+            Err(error) => Answer::error(&error),
+        },
+        "register" => match namespace() {
+            Ok(namespace) => Answer::from_result(handle.register(&namespace).await, |()| {
+                Answer::Registered(namespace.clone())
+            }),
+            Err(error) => Answer::error(&error),
+        },
+        "unregister" => match namespace() {
+            Ok(namespace) => Answer::from_result(handle.unregister(&namespace).await, |()| {
+                Answer::Unregistered(namespace.clone())
+            }),
+            Err(error) => Answer::error(&error),
+        },
+        "report" => Answer::from_result(handle.network_report().await, Answer::Report),
+        other => Answer::error(&BadRequest::UnknownVerb(other.to_owned())),
     }
 }
 

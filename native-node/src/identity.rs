@@ -11,52 +11,44 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use dht_core::ErrorCode;
 use libp2p::identity::Keypair;
 use libp2p_webrtc::tokio::Certificate;
 
 /// Why the identity could not be loaded.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum IdentityError {
-    Unreadable { path: PathBuf, source: io::Error },
-    Corrupt { path: PathBuf, reason: String },
-    Create { path: PathBuf, source: io::Error },
+    #[error("cannot read the identity key file {}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "the identity file {} is not a valid key or certificate; refusing to replace it \
+         with a new identity. Restore it from a backup, or delete it to start over under a new \
+         peer id and address",
+        path.display()
+    )]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot create the identity key file {}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
-impl std::fmt::Display for IdentityError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl ErrorCode for IdentityError {
+    fn code(&self) -> &'static str {
         match self {
-            IdentityError::Unreadable { path, source } => {
-                write!(
-                    f,
-                    "cannot read the identity key file {}: {source}",
-                    path.display()
-                )
-            }
-            IdentityError::Corrupt { path, reason } => write!(
-                f,
-                "the identity file {} is not a valid key or certificate ({reason}); refusing to replace it \
-                 with a new identity. Restore it from a backup, or delete it to start over under a new \
-                 peer id and address",
-                path.display()
-            ),
-            IdentityError::Create { path, source } => {
-                write!(
-                    f,
-                    "cannot create the identity key file {}: {source}",
-                    path.display()
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for IdentityError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            IdentityError::Unreadable { source, .. } | IdentityError::Create { source, .. } => {
-                Some(source)
-            }
-            IdentityError::Corrupt { .. } => None,
+            IdentityError::Unreadable { .. } => "identity-unreadable",
+            IdentityError::Corrupt { .. } => "identity-corrupt",
+            IdentityError::Create { .. } => "identity-create",
         }
     }
 }
@@ -69,7 +61,7 @@ pub(crate) fn load_or_create(path: &Path) -> Result<(Keypair, bool), IdentityErr
             let keypair =
                 Keypair::from_protobuf_encoding(&bytes).map_err(|e| IdentityError::Corrupt {
                     path: path.to_owned(),
-                    reason: e.to_string(),
+                    source: e.into(),
                 })?;
             warn_if_exposed(path);
             Ok((keypair, false))
@@ -97,16 +89,17 @@ pub(crate) fn load_or_create_certificate(
 ) -> Result<(Certificate, bool), IdentityError> {
     match fs::read_to_string(path) {
         Ok(pem) => {
-            let corrupt = |reason: String| IdentityError::Corrupt {
-                path: path.to_owned(),
-                reason,
-            };
+            let corrupt =
+                |source: Box<dyn std::error::Error + Send + Sync>| IdentityError::Corrupt {
+                    path: path.to_owned(),
+                    source,
+                };
             // The parser below slices the first block without checking its
             // length; refuse what would make it panic.
             if !expires_block_is_sound(&pem) {
                 return Err(corrupt("no EXPIRES block".into()));
             }
-            let certificate = Certificate::from_pem(&pem).map_err(|e| corrupt(e.to_string()))?;
+            let certificate = Certificate::from_pem(&pem).map_err(|e| corrupt(e.into()))?;
             warn_if_exposed(path);
             Ok((certificate, false))
         }
@@ -228,7 +221,7 @@ mod tests {
         fs::write(&path, b"not a key").unwrap();
         let error = load_or_create(&path).unwrap_err();
         assert!(matches!(error, IdentityError::Corrupt { .. }));
-        assert!(error.to_string().contains("refusing to replace it"));
+        assert_eq!(error.code(), "identity-corrupt");
         assert_eq!(fs::read(&path).unwrap(), b"not a key");
         fs::remove_dir_all(dir).unwrap();
     }

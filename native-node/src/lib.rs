@@ -1,6 +1,12 @@
-//! The transport stack of native nodes, shared by the `native-node` binary
-//! and the benchmarks: how a tokio host builds a swarm around
-//! `dht_core::Behaviour`.
+//! The native host of ns-dht, shared by the `native-node` binary and the
+//! benchmarks: the transport stack of a tokio node ([`transport`]), where it
+//! listens ([`listen::ListenSet`]), and starting and stopping a node on the
+//! tokio runtime ([`node`]).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod listen;
+pub mod node;
 pub mod transport;
+
+pub use listen::ListenSet;
+pub use node::{NativeNode, NodeError, start, stop};

@@ -9,58 +9,73 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use dht_core::{
-    Event, NodeHandle, Role,
+    NodeHandle, Role, RoleKind,
     libp2p::{identity::Keypair, multiaddr::Protocol},
 };
 use futures::{StreamExt, future::join_all, stream::SelectAll};
+use native_node::{ListenSet, NativeNode, node::dialable_addresses};
 use serde_json::json;
 
 use crate::{
     cli::LocalnetArgs,
     exit::Failure,
-    host::{self, Running},
     output::{self, Output},
-    roles::{load_identity, tick},
+    roles::{every, load_identity, start, stop, tick},
+    signal,
 };
+
+/// How long each node may take to join.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(crate) async fn run(args: LocalnetArgs, output: Output) -> Result<(), Failure> {
     let size = args.nodes as usize;
     let members = args.listeners as usize + args.dialers as usize;
     if members >= size {
-        return Err(Failure::usage(anyhow!(
-            "{} listeners and {} dialers need at least {} nodes besides the bootstrap",
-            args.listeners,
-            args.dialers,
-            members
-        )));
+        return Err(Failure::usage(
+            "bad-request",
+            anyhow!(
+                "{} listeners and {} dialers need at least {} nodes besides the bootstrap",
+                args.listeners,
+                args.dialers,
+                members
+            ),
+        ));
     }
     if !args.node.listen.is_empty() || !args.node.bootstrap_addresses().is_empty() {
-        return Err(Failure::usage(anyhow!(
-            "localnet chooses its own listeners and bootstrap; use --ip and --port instead of --listen and --bootstrap"
-        )));
+        return Err(Failure::usage(
+            "bad-request",
+            anyhow!(
+                "localnet chooses its own listeners and bootstrap; use --ip and --port instead of --listen and --bootstrap"
+            ),
+        ));
     }
 
     let bootstrap_key = load_identity(&args.node, None)?;
-    let config = args.node.config().build().map_err(Failure::usage)?;
-    let listen = args.node.listen_addresses(args.port, args.port, None, None);
-    let bootstrap = host::start(
+    let config = args.node.config().build().map_err(Failure::input)?;
+    let listen = ListenSet::bootstrap(args.node.ip, args.port).addresses();
+    let bootstrap = start(
+        &args.node,
         bootstrap_key,
         None,
-        config,
-        Role::Bootstrap,
+        &config,
+        &Role::Bootstrap,
         &listen,
-        &args.node.external,
     )
     .await?;
-    let bootstrap_addresses = bootstrap.dialable_addresses(&args.node.external).await;
+    let bootstrap_addresses = dialable_addresses(&bootstrap, &args.node.external).await;
     let join_address = bootstrap_addresses
         .iter()
         .find(|a| a.iter().any(|p| matches!(p, Protocol::Tcp(_))))
         .cloned()
-        .ok_or_else(|| anyhow!("the bootstrap node has no TCP address to join through"))?;
+        .ok_or_else(|| {
+            Failure::failed(
+                "no-tcp-address",
+                anyhow!("the bootstrap node has no TCP address to join through"),
+            )
+        })?;
     output.started(
-        dht_core::RoleKind::Bootstrap,
-        bootstrap.handle.local_peer_id(),
+        RoleKind::Bootstrap,
+        bootstrap.peer_id(),
         &bootstrap_addresses,
     );
 
@@ -83,15 +98,15 @@ pub(crate) async fn run(args: LocalnetArgs, output: Output) -> Result<(), Failur
             .bootstrap_peer(join_address.clone())
             .discover_interval(Duration::from_secs(2))
             .build()
-            .map_err(Failure::usage)?;
-        let listen = args.node.listen_addresses(0, 0, Some(0), None);
-        match host::start(
+            .map_err(Failure::input)?;
+        let listen = ListenSet::serving(args.node.ip).addresses();
+        match start(
+            &args.node,
             Keypair::generate_ed25519(),
             None,
-            config,
-            role,
+            &config,
+            &role,
             &listen,
-            &[],
         )
         .await
         {
@@ -102,15 +117,22 @@ pub(crate) async fn run(args: LocalnetArgs, output: Output) -> Result<(), Failur
             }
         }
     }
-    let joined = wait_until_joined(&mut nodes, Duration::from_secs(60)).await;
+    let joined = join_all(
+        nodes
+            .iter_mut()
+            .skip(1)
+            .map(|node| node.joined(JOIN_TIMEOUT)),
+    )
+    .await
+    .into_iter()
+    .filter(Result::is_ok)
+    .count();
     let handles: Vec<NodeHandle> = nodes.iter().map(|n| n.handle.clone()).collect();
     summary(&handles, output, Some(joined)).await;
 
     let mut events: SelectAll<_> = nodes.iter_mut().map(|node| &mut node.events).collect();
-    let mut report = Some(args.report_interval)
-        .filter(|d| !d.is_zero())
-        .map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
-    let shutdown = host::shutdown_signal();
+    let mut report = every(args.report_interval);
+    let shutdown = signal::shutdown();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -122,28 +144,6 @@ pub(crate) async fn run(args: LocalnetArgs, output: Output) -> Result<(), Failur
     drop(events);
     stop_all(nodes).await;
     Ok(())
-}
-
-/// Waits until every node but the bootstrap reported a finished bootstrap;
-/// returns how many did within `limit`.
-async fn wait_until_joined(nodes: &mut [Running], limit: Duration) -> usize {
-    let waits = nodes.iter_mut().skip(1).map(|node| async move {
-        tokio::time::timeout(limit, async {
-            while let Some(event) = node.events.next().await {
-                if matches!(event, Event::Bootstrapped { .. }) {
-                    return true;
-                }
-            }
-            false
-        })
-        .await
-        .unwrap_or(false)
-    });
-    join_all(waits)
-        .await
-        .into_iter()
-        .filter(|joined| *joined)
-        .count()
 }
 
 async fn summary(handles: &[NodeHandle], output: Output, joined: Option<usize>) {
@@ -179,6 +179,10 @@ async fn summary(handles: &[NodeHandle], output: Output, joined: Option<usize>) 
     }
 }
 
-async fn stop_all(nodes: Vec<Running>) {
-    join_all(nodes.into_iter().map(Running::stop)).await;
+async fn stop_all(nodes: Vec<NativeNode>) {
+    for result in join_all(nodes.into_iter().map(stop)).await {
+        if let Err(failure) = result {
+            tracing::error!(error = %format!("{:#}", failure.error), "a node did not stop cleanly");
+        }
+    }
 }

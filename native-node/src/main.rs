@@ -8,12 +8,12 @@
 mod cli;
 mod client;
 mod exit;
-mod host;
 mod http;
 mod identity;
 mod localnet;
 mod output;
 mod roles;
+mod signal;
 
 use std::{process::ExitCode, time::Duration};
 
@@ -49,21 +49,22 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(dispatch(cli));
+    let output = if cli.json { Output::Json } else { Output::Text };
+    let result = runtime.block_on(dispatch(cli.command, output));
     // A blocking read of stdin (client serve) must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(2));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure { code, error }) => {
-            eprintln!("error: {error:#}");
-            ExitCode::from(code)
+        Err(failure) => {
+            output.error(&failure.report());
+            eprintln!("error: {:#}", failure.error);
+            ExitCode::from(failure.status)
         }
     }
 }
 
-async fn dispatch(cli: Cli) -> Result<(), Failure> {
-    let output = if cli.json { Output::Json } else { Output::Text };
-    match cli.command {
+async fn dispatch(command: Command, output: Output) -> Result<(), Failure> {
+    match command {
         Command::Bootstrap(args) => roles::bootstrap(args, output).await,
         Command::Listener(args) => roles::listener(args, output).await,
         Command::Dialer(args) => roles::dialer(args, output).await,

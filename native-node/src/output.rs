@@ -1,20 +1,46 @@
-//! What the binary prints on stdout: text for people or JSON lines for
-//! scripts (`--json`). Logs go to stderr through `tracing`.
+//! What the binary prints on stdout: text for people, or JSON lines for
+//! scripts (`--json`) in the shapes of `dht_core::api`. Logs go to stderr
+//! through `tracing`.
 
 use std::io::{IsTerminal, Write};
 
 use dht_core::{
-    Event, NetworkReport, RoleKind,
+    Event, NetworkReport, PeerAddresses, RoleKind,
+    api::{Answer, ErrorReport},
     libp2p::{Multiaddr, PeerId},
+    record::display_key,
 };
 use serde::Serialize;
-use serde_json::json;
 
 /// How results and events are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Output {
     Text,
     Json,
+}
+
+/// The first line of a node that started: who it is and where to reach it.
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "started", rename_all = "camelCase")]
+struct Started {
+    role: RoleKind,
+    peer_id: String,
+    addresses: Vec<String>,
+}
+
+/// Where the browser page is served.
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "http", rename_all = "camelCase")]
+struct Page<'a> {
+    url: &'a str,
+    page_built: bool,
+}
+
+/// The monitor's report, printed every report interval.
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "report")]
+struct Report<'a> {
+    report: &'a NetworkReport,
 }
 
 /// Writes one line to stdout. A closed stdout (say, `| head`) must not bring
@@ -27,7 +53,7 @@ pub(crate) fn line(text: &str) {
 
 /// Writes raw bytes to stdout, with a newline only for a terminal, so that a
 /// script gets the value exactly.
-pub(crate) fn raw(bytes: &[u8]) {
+fn raw(bytes: &[u8]) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(bytes);
     if stdout.is_terminal() && !bytes.ends_with(b"\n") {
@@ -37,6 +63,7 @@ pub(crate) fn raw(bytes: &[u8]) {
 }
 
 impl Output {
+    /// One JSON line.
     pub(crate) fn json(self, value: &impl Serialize) {
         match serde_json::to_string(value) {
             Ok(text) => line(&text),
@@ -47,12 +74,11 @@ impl Output {
     /// The start-up banner: who this node is and where to reach it.
     pub(crate) fn started(self, role: RoleKind, peer: PeerId, addresses: &[Multiaddr]) {
         match self {
-            Output::Json => self.json(&json!({
-                "type": "started",
-                "role": role,
-                "peerId": peer.to_string(),
-                "addresses": addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            })),
+            Output::Json => self.json(&Started {
+                role,
+                peer_id: peer.to_string(),
+                addresses: addresses.iter().map(ToString::to_string).collect(),
+            }),
             Output::Text => {
                 line(&format!("{role} node {peer}"));
                 if addresses.is_empty() {
@@ -70,68 +96,104 @@ impl Output {
     /// Where the browser page is served.
     pub(crate) fn page(self, url: &str, built: bool) {
         match self {
-            Output::Json => self.json(&json!({ "type": "http", "url": url, "pageBuilt": built })),
-            Output::Text => {
-                if built {
-                    line(&format!(
-                        "open {url} in a browser to run a DHT node in the tab"
-                    ));
-                } else {
-                    line(&format!(
-                        "serving {url}, but the wasm package is not built: run scripts/run.sh, which builds it"
-                    ));
-                }
-            }
+            Output::Json => self.json(&Page {
+                url,
+                page_built: built,
+            }),
+            Output::Text if built => line(&format!(
+                "open {url} in a browser to run a DHT node in the tab"
+            )),
+            Output::Text => line(&format!(
+                "serving {url}, but the wasm package is not built: run scripts/run.sh, which builds it"
+            )),
         }
     }
 
     /// A node event: every one as JSON; for people, the ones that matter to
     /// someone watching a role at work (the rest are in the logs).
     pub(crate) fn event(self, event: &Event) {
-        match self {
-            Output::Json => self.json(event),
-            Output::Text => match event {
-                Event::NamespaceLinked {
-                    namespace,
-                    peer,
-                    role,
-                    outbound,
-                } => line(&format!(
-                    "linked with {role} {peer} in \"{namespace}\" ({})",
-                    if *outbound {
-                        "we dialed"
-                    } else {
-                        "it dialed us"
-                    }
-                )),
-                Event::NamespaceLinkLost {
-                    namespace,
-                    peer,
-                    reason,
-                } => line(&format!(
-                    "link with {peer} in \"{namespace}\" lost: {reason}"
-                )),
-                Event::NamespacePeerDiscovered {
-                    namespace, peer, ..
-                } => line(&format!("discovered {peer} in \"{namespace}\"")),
-                Event::Registered { namespace } => line(&format!("registered in \"{namespace}\"")),
-                Event::BootstrapPeerLost { peer, retry_in_ms } => line(&format!(
-                    "lost bootstrap peer {peer}; reconnecting in {:.1}s",
-                    *retry_in_ms as f64 / 1000.0
-                )),
-                Event::BootstrapPeerConnected { peer } => {
-                    line(&format!("connected to bootstrap peer {peer}"))
+        if self == Output::Json {
+            return self.json(event);
+        }
+        match event {
+            Event::NamespaceLinked {
+                namespace,
+                peer,
+                role,
+                outbound,
+            } => line(&format!(
+                "linked with {role} {peer} in \"{namespace}\" ({})",
+                if *outbound {
+                    "we dialed"
+                } else {
+                    "it dialed us"
                 }
-                _ => {}
-            },
+            )),
+            Event::NamespaceLinkLost {
+                namespace,
+                peer,
+                reason,
+            } => line(&format!(
+                "link with {peer} in \"{namespace}\" lost: {reason}"
+            )),
+            Event::NamespacePeerDiscovered {
+                namespace, peer, ..
+            } => line(&format!("discovered {peer} in \"{namespace}\"")),
+            Event::Registered { namespace } => line(&format!("registered in \"{namespace}\"")),
+            Event::BootstrapPeerLost { peer, retry_in_ms } => line(&format!(
+                "lost bootstrap peer {peer}; reconnecting in {:.1}s",
+                *retry_in_ms as f64 / 1000.0
+            )),
+            Event::BootstrapPeerConnected { peer } => {
+                line(&format!("connected to bootstrap peer {peer}"))
+            }
+            _ => {}
         }
     }
 
-    /// The monitor's summary.
+    /// The monitor's summary, printed every report interval.
     pub(crate) fn report(self, report: &NetworkReport) {
         match self {
-            Output::Json => self.json(&json!({ "type": "report", "report": report })),
+            Output::Json => self.json(&Report { report }),
             Output::Text => line(report.to_string().trim_end()),
         }
+    }
+
+    /// The result of one request: the [`Answer`] as JSON, or for people the
+    /// value itself (a record's bytes exactly as stored).
+    pub(crate) fn answer(self, answer: &Answer) {
+        if self == Output::Json {
+            return self.json(answer);
+        }
+        match answer {
+            Answer::Record(found) => raw(&found.value),
+            Answer::Stored(stored) => line(&format!(
+                "stored {} ({} requests, {} ms)",
+                display_key(&stored.key),
+                stored.stats.requests,
+                stored.stats.duration.unwrap_or_default().as_millis()
+            )),
+            Answer::Peers(peers) | Answer::Members(peers) => print_peers(peers),
+            Answer::Registered(namespace) => line(&format!("registered in \"{namespace}\"")),
+            Answer::Unregistered(namespace) => line(&format!("left \"{namespace}\"")),
+            Answer::Report(report) => line(report.to_string().trim_end()),
+            Answer::Error(error) => self.error(error),
+            _ => {}
+        }
+    }
+
+    /// A failure, on stdout for scripts (`--json` only; people read it on
+    /// stderr).
+    pub(crate) fn error(self, error: &ErrorReport) {
+        if self == Output::Json {
+            self.json(&Answer::Error(error.clone()));
+        }
+    }
+}
+
+fn print_peers(peers: &[PeerAddresses]) {
+    for peer in peers {
+        let addresses: Vec<String> = peer.addresses.iter().map(ToString::to_string).collect();
+        line(&format!("{} {}", peer.peer_id, addresses.join(" ")));
     }
 }

@@ -1,19 +1,23 @@
-//! The long-running roles: bootstrap, listener and dialer.
+//! The long-running roles: bootstrap, listener and dialer. What each role
+//! changes is decided here: its identity, where it listens, what it
+//! prints.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use anyhow::anyhow;
 use dht_core::{
     Config, Role, RoleKind,
     libp2p::{Multiaddr, identity::Keypair},
 };
 use futures::StreamExt;
+use native_node::{ListenSet, NativeNode, node::dialable_addresses};
 
 use crate::{
     cli::{BootstrapArgs, DialerArgs, MemberArgs, NodeArgs},
     exit::Failure,
-    host::{self, Running},
     http, identity,
     output::Output,
+    signal,
 };
 
 /// Where the bootstrap keeps its key unless told otherwise:
@@ -47,13 +51,35 @@ pub(crate) fn load_identity(
     Ok(keypair)
 }
 
+/// Starts a node, failing with the exit status its error means.
+pub(crate) async fn start(
+    node: &NodeArgs,
+    keypair: Keypair,
+    certificate: Option<libp2p_webrtc::tokio::Certificate>,
+    config: &Config,
+    role: &Role,
+    listen: &[Multiaddr],
+) -> Result<NativeNode, Failure> {
+    native_node::start(keypair, certificate, config, role, listen, &node.external)
+        .await
+        .map_err(Failure::of)
+}
+
+/// Stops a node, failing if its task had crashed.
+pub(crate) async fn stop(node: NativeNode) -> Result<(), Failure> {
+    native_node::stop(node).await.map_err(Failure::of)
+}
+
 pub(crate) async fn bootstrap(args: BootstrapArgs, output: Output) -> Result<(), Failure> {
     let key_file = match &args.node.key_file {
         Some(path) => path.clone(),
         None => default_bootstrap_key().ok_or_else(|| {
-            Failure::usage(anyhow::anyhow!(
-                "neither XDG_DATA_HOME nor HOME is set; pass --key-file to say where the bootstrap keeps its identity"
-            ))
+            Failure::usage(
+                "no-key-file",
+                anyhow!(
+                    "neither XDG_DATA_HOME nor HOME is set; pass --key-file to say where the bootstrap keeps its identity"
+                ),
+            )
         })?,
     };
     let keypair = load_identity(&args.node, Some(key_file.clone()))?;
@@ -69,31 +95,26 @@ pub(crate) async fn bootstrap(args: BootstrapArgs, output: Output) -> Result<(),
         "{} the WebRTC certificate",
         if created { "created" } else { "loaded" }
     );
-    let config = args.node.config().build().map_err(Failure::usage)?;
-    let next = if args.port == 0 {
-        Some(0)
-    } else {
-        args.port.checked_add(1)
-    };
-    let listen = args.node.listen_addresses(args.port, args.port, next, next);
-
-    let kind = RoleKind::Bootstrap;
-    let running = host::start(
+    let config = args.node.config().build().map_err(Failure::input)?;
+    let listen = args
+        .node
+        .listen_addresses(|ip| ListenSet::bootstrap(ip, args.port));
+    let node = start(
+        &args.node,
         keypair,
         Some(certificate),
-        config,
-        Role::Bootstrap,
+        &config,
+        &Role::Bootstrap,
         &listen,
-        &args.node.external,
     )
     .await?;
-    let addresses = running.dialable_addresses(&args.node.external).await;
-    output.started(kind, running.handle.local_peer_id(), &addresses);
+    let addresses = dialable_addresses(&node, &args.node.external).await;
+    output.started(RoleKind::Bootstrap, node.peer_id(), &addresses);
 
     if !args.no_http {
         let site = http::Site {
             root: args.www.clone(),
-            node: running.handle.clone(),
+            node: node.handle.clone(),
             addresses: addresses.clone(),
         };
         let bind = SocketAddr::new(args.node.ip, args.http_port);
@@ -103,98 +124,94 @@ pub(crate) async fn bootstrap(args: BootstrapArgs, output: Output) -> Result<(),
                 output.page(&format!("http://{bound}/"), args.www.join("pkg").is_dir());
             }
             Err(error) => {
-                running.stop().await;
-                return Err(Failure::runtime(anyhow::anyhow!(
-                    "cannot serve the browser page on {bind}: {error} (choose another --http-port, or --no-http)"
-                )));
+                stop(node).await?;
+                return Err(Failure::of(http::BindError {
+                    address: bind,
+                    source: error,
+                }));
             }
         }
     }
-    run_until_stopped(running, Some(args.report_interval), output).await
+    run_until_stopped(node, Some(args.report_interval), output).await
 }
 
 pub(crate) async fn listener(args: MemberArgs, output: Output) -> Result<(), Failure> {
-    let keypair = load_identity(&args.node, None)?;
-    let config = args.node.config().build().map_err(Failure::usage)?;
-    // WebSocket too, so that browser tabs can reach this node in lookups.
-    let listen = args.node.listen_addresses(0, 0, Some(0), None);
     let role = Role::Listener {
-        namespace: args.namespace,
+        namespace: args.namespace.clone(),
     };
-    serve(&args.node, keypair, config, role, &listen, output).await
+    let config = args.node.config().build().map_err(Failure::input)?;
+    member(&args.node, &config, &role, output).await
 }
 
 pub(crate) async fn dialer(args: DialerArgs, output: Output) -> Result<(), Failure> {
-    let member = args.member;
-    let keypair = load_identity(&member.node, None)?;
-    let config = member
-        .node
+    let node = &args.member.node;
+    let role = Role::Dialer {
+        namespace: args.member.namespace.clone(),
+    };
+    let config = node
         .config()
         .discover_interval(args.discover_interval)
         .build()
-        .map_err(Failure::usage)?;
-    // WebSocket too, so that browser tabs can reach this node in lookups.
-    let listen = member.node.listen_addresses(0, 0, Some(0), None);
-    let role = Role::Dialer {
-        namespace: member.namespace,
-    };
-    serve(&member.node, keypair, config, role, &listen, output).await
+        .map_err(Failure::input)?;
+    member(node, &config, &role, output).await
 }
 
-/// Starts a role and runs it until Ctrl-C or SIGTERM.
-pub(crate) async fn serve(
+/// Runs a namespace member (listener or dialer) until Ctrl-C or SIGTERM.
+async fn member(
     node: &NodeArgs,
-    keypair: Keypair,
-    config: Config,
-    role: Role,
-    listen: &[Multiaddr],
+    config: &Config,
+    role: &Role,
     output: Output,
 ) -> Result<(), Failure> {
-    let kind = role.kind();
-    let running = host::start(keypair, None, config, role, listen, &node.external).await?;
-    let addresses = running.dialable_addresses(&node.external).await;
-    output.started(kind, running.handle.local_peer_id(), &addresses);
+    let keypair = load_identity(node, None)?;
+    let listen = node.listen_addresses(ListenSet::serving);
+    let running = start(node, keypair, None, config, role, &listen).await?;
+    let addresses = dialable_addresses(&running, &node.external).await;
+    output.started(role.kind(), running.peer_id(), &addresses);
     run_until_stopped(running, None, output).await
 }
 
 /// Prints events and, if asked, the monitor summary every `report_interval`,
 /// until Ctrl-C or SIGTERM; then stops the node.
 async fn run_until_stopped(
-    mut running: Running,
+    mut node: NativeNode,
     report_interval: Option<Duration>,
     output: Output,
 ) -> Result<(), Failure> {
-    print_until_signal(&mut running, report_interval, output).await;
-    running.stop().await;
-    Ok(())
+    print_until_signal(&mut node, report_interval, output).await;
+    stop(node).await
 }
 
 /// Prints events and, if asked, the monitor summary every `report_interval`,
 /// until Ctrl-C, SIGTERM or the node's end.
 pub(crate) async fn print_until_signal(
-    running: &mut Running,
+    node: &mut NativeNode,
     report_interval: Option<Duration>,
     output: Output,
 ) {
-    let mut report = report_interval
-        .filter(|d| !d.is_zero())
-        .map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
-    let shutdown = host::shutdown_signal();
+    let mut report = report_interval.and_then(every);
+    let shutdown = signal::shutdown();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            event = running.events.next() => match event {
+            event = node.events.next() => match event {
                 Some(event) => output.event(&event),
                 None => break,
             },
             _ = tick(&mut report) => {
-                if let Ok(report) = running.handle.network_report().await {
+                if let Ok(report) = node.handle.network_report().await {
                     output.report(&report);
                 }
             }
             () = &mut shutdown => break,
         }
     }
+}
+
+/// A timer that ticks every `interval` from one interval on; none for 0.
+pub(crate) fn every(interval: Duration) -> Option<tokio::time::Interval> {
+    (!interval.is_zero())
+        .then(|| tokio::time::interval_at(tokio::time::Instant::now() + interval, interval))
 }
 
 /// Waits for the next tick, or forever without an interval.

@@ -1,17 +1,42 @@
 //! The swarm of a native node: TCP, QUIC, WebRTC-direct, WebSocket and DNS
 //! over tokio.
 
-use std::time::Duration;
+use std::{error::Error, time::Duration};
 
-use anyhow::Context;
 use dht_core::{
-    Behaviour, Config,
+    Behaviour, Config, ErrorCode,
     libp2p::{Swarm, SwarmBuilder, identity::Keypair, noise, tcp, yamux},
 };
 use libp2p_webrtc::{self as webrtc, tokio::Certificate};
 
 /// How long a QUIC handshake may take before the dial counts as failed.
 pub const QUIC_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A transport that could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up {what}")]
+pub struct SetupError {
+    /// Which part of the stack.
+    pub what: &'static str,
+    /// What went wrong.
+    #[source]
+    pub source: Box<dyn Error + Send + Sync>,
+}
+
+impl ErrorCode for SetupError {
+    fn code(&self) -> &'static str {
+        "transport-setup"
+    }
+}
+
+fn failed<E: Into<Box<dyn Error + Send + Sync>>>(
+    what: &'static str,
+) -> impl FnOnce(E) -> SetupError {
+    move |error| SetupError {
+        what,
+        source: error.into(),
+    }
+}
 
 /// Builds the swarm with TCP, QUIC, WebRTC-direct, WebSocket and DNS over
 /// tokio. `certificate` is the WebRTC certificate, whose hash is part of the
@@ -20,7 +45,7 @@ pub async fn swarm(
     keypair: Keypair,
     config: &Config,
     certificate: Certificate,
-) -> anyhow::Result<Swarm<Behaviour>> {
+) -> Result<Swarm<Behaviour>, SetupError> {
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -28,7 +53,7 @@ pub async fn swarm(
             noise::Config::new,
             yamux::Config::default,
         )
-        .context("setting up TCP")?
+        .map_err(failed("TCP"))?
         .with_quic_config(|mut quic| {
             // A dial to a dead peer's UDP port gets no answer at all; give up
             // after 2 s instead of 5 s so lookups do not stall on it. A
@@ -37,14 +62,14 @@ pub async fn swarm(
             quic
         })
         .with_other_transport(|key| webrtc::tokio::Transport::new(key.clone(), certificate))
-        .context("setting up WebRTC")?
+        .map_err(failed("WebRTC"))?
         .with_dns()
-        .context("setting up DNS")?
+        .map_err(failed("DNS"))?
         .with_websocket(noise::Config::new, yamux::Config::default)
         .await
-        .context("setting up WebSocket")?
+        .map_err(failed("WebSocket"))?
         .with_behaviour(|key| Behaviour::new(key, config))
-        .context("setting up the behaviour")?
+        .map_err(failed("the behaviour"))?
         .with_swarm_config(|base| config.swarm_config(base))
         .build();
     Ok(swarm)
@@ -52,8 +77,8 @@ pub async fn swarm(
 
 /// A new WebRTC certificate, for nodes whose WebRTC address need not
 /// survive a restart.
-pub fn new_certificate() -> anyhow::Result<Certificate> {
-    Certificate::generate(&mut rand::rng()).context("generating a WebRTC certificate")
+pub fn new_certificate() -> Result<Certificate, SetupError> {
+    Certificate::generate(&mut rand::rng()).map_err(failed("a WebRTC certificate"))
 }
 
 /// Chooses the process's rustls crypto provider. Both `ring` and `aws-lc-rs`

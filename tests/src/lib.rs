@@ -1,14 +1,10 @@
 //! Helpers shared by the workspace integration tests: a runtime-free executor,
-//! timeouts that fail with a message instead of hanging, brute-force XOR
-//! distance, and the `native-node` binary for process tests.
+//! timeouts that fail with a message instead of hanging, and the
+//! `native-node` binary for process tests.
 
 use std::{future::Future, path::PathBuf, time::Duration};
 
-use dht_core::{
-    ConfigBuilder, Role,
-    libp2p::{PeerId, kad::KBucketKey},
-    testnet::Testnet,
-};
+use dht_core::{ConfigBuilder, Role, testnet::Testnet};
 use futures::{
     FutureExt,
     executor::{ThreadPool, block_on},
@@ -61,20 +57,6 @@ where
 /// Waits `duration` of real time.
 pub async fn sleep(duration: Duration) {
     Delay::new(duration).await
-}
-
-/// The `k` peers of `candidates` closest to `key` by XOR distance, nearest
-/// first, computed by sorting them all.
-pub fn xor_closest(
-    key: &[u8],
-    candidates: impl IntoIterator<Item = PeerId>,
-    k: usize,
-) -> Vec<PeerId> {
-    let target = KBucketKey::new(key.to_vec());
-    let mut peers: Vec<PeerId> = candidates.into_iter().collect();
-    peers.sort_by_key(|peer| KBucketKey::from(*peer).distance(&target));
-    peers.truncate(k);
-    peers
 }
 
 /// A network of `size` nodes on `pool`: node 0 is the bootstrap, every other

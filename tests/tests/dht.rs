@@ -6,8 +6,12 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use dht_core::{Config, ConfigBuilder, libp2p::PeerId, testnet::Testnet};
-use dht_tests::{eventually, network, pool, run, xor_closest};
+use dht_core::{
+    Config, ConfigBuilder,
+    libp2p::PeerId,
+    testnet::{Testnet, xor_closest},
+};
+use dht_tests::{eventually, network, pool, run};
 use futures::future::join_all;
 
 fn record_key(index: usize) -> Vec<u8> {

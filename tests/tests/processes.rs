@@ -72,6 +72,7 @@ fn listeners_and_dialers_over(transport: &str, listen: &str) {
     let mut dialers: Vec<NodeProcess> = (0..2)
         .map(|i| member("dialer", &format!("dialer-{i}"), &boot_address, listen))
         .collect();
+    let dialer_ids: Vec<String> = dialers.iter_mut().map(|d| d.started().peer_id).collect();
 
     for dialer in &mut dialers {
         for id in &listener_ids {
@@ -100,12 +101,13 @@ fn listeners_and_dialers_over(transport: &str, listen: &str) {
             );
         }
     }
-    for (listener, id) in listeners.iter_mut().zip(&listener_ids).skip(1) {
-        // The survivors still answer the dialers' heartbeats.
-        assert!(
-            listener.log().contains("accepted a namespace peer"),
-            "{id} accepted dialers"
-        );
+    for listener in listeners.iter_mut().skip(1) {
+        // The survivors accepted every dialer's link.
+        for id in &dialer_ids {
+            listener.wait_for(LONG, &format!("the link from dialer {id}"), |e| {
+                is_link(e, id) && e["outbound"] == false
+            });
+        }
     }
     assert!(
         boot.terminate().success(),
@@ -167,6 +169,13 @@ fn a_restarted_bootstrap_keeps_its_identity_and_its_peers_come_back() {
     });
 }
 
+/// The code a failed `native-node --json ...` printed on stdout.
+fn error_code(stdout: &str) -> Option<String> {
+    let answer: Value = serde_json::from_str(stdout.lines().last()?).ok()?;
+    assert_eq!(answer["ok"], false, "{answer}");
+    answer["error"]["code"].as_str().map(str::to_owned)
+}
+
 #[test]
 fn bad_input_is_a_clear_error_and_never_a_panic() {
     let dir = temp_dir("bad-input");
@@ -179,26 +188,22 @@ fn bad_input_is_a_clear_error_and_never_a_panic() {
     let unreadable = unreadable.to_str().expect("utf-8");
     let boot = "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWEPTK1qWbbdU13mQGfXcFZ1RYofvEFje7quTUWHvhGKC6";
 
+    // (arguments, exit status, the error code printed with --json)
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
-        (
-            vec!["client", "--bootstrap", "/ip4/not-an-ip/tcp/1", "get", "k"],
-            2,
-            "invalid value",
-        ),
         (
             vec!["client", "--bootstrap", "/ip4/127.0.0.1/tcp/1", "get", "k"],
             2,
-            "does not end in /p2p/",
-        ),
-        (
-            vec!["listener", "--namespace", "", "--bootstrap", boot],
-            2,
-            "namespace name is empty",
+            "bootstrap-without-peer-id",
         ),
         (
             vec!["client", "--bootstrap", boot, "put", "k", &big],
             2,
-            "the limit is 65536",
+            "value-too-large",
+        ),
+        (
+            vec!["client", "--bootstrap", boot, "get", ""],
+            2,
+            "empty-key",
         ),
         (
             vec![
@@ -210,7 +215,7 @@ fn bad_input_is_a_clear_error_and_never_a_panic() {
                 "--no-http",
             ],
             3,
-            "not a valid key",
+            "identity-corrupt",
         ),
         (
             vec![
@@ -222,9 +227,9 @@ fn bad_input_is_a_clear_error_and_never_a_panic() {
                 "--no-http",
             ],
             3,
-            "cannot read the identity key file",
+            "identity-unreadable",
         ),
-        (vec!["client", "get", "k"], 2, "pass --bootstrap"),
+        (vec!["client", "get", "k"], 2, "no-bootstrap"),
         (
             vec![
                 "client",
@@ -236,16 +241,33 @@ fn bad_input_is_a_clear_error_and_never_a_panic() {
                 "k",
             ],
             1,
-            "cannot listen",
+            "listen-unsupported",
         ),
     ];
-    for (args, code, message) in cases {
-        let (status, _, stderr) = run_once(&args);
-        assert_eq!(status.code(), Some(code), "{args:?}\n{stderr}");
-        assert!(
-            stderr.contains(message),
-            "{args:?}: expected {message:?} in\n{stderr}"
+    for (args, status, code) in cases {
+        let json: Vec<&str> = std::iter::once("--json")
+            .chain(args.iter().copied())
+            .collect();
+        let (exit, stdout, stderr) = run_once(&json);
+        assert_eq!(exit.code(), Some(status), "{args:?}\n{stderr}");
+        assert_eq!(
+            error_code(&stdout).as_deref(),
+            Some(code),
+            "{args:?}: {stdout}"
         );
+        assert!(
+            stderr.lines().any(|line| line.starts_with("error: ")),
+            "{args:?}: a message for people too:\n{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
+    }
+    // What the command line itself refuses never reaches the node.
+    for args in [
+        &["client", "--bootstrap", "/ip4/not-an-ip/tcp/1", "get", "k"][..],
+        &["listener", "--namespace", "", "--bootstrap", boot],
+    ] {
+        let (exit, _, stderr) = run_once(args);
+        assert_eq!(exit.code(), Some(2), "{args:?}\n{stderr}");
         assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
     }
     // The corrupt key was left as it was.
@@ -263,7 +285,8 @@ fn an_unreachable_bootstrap_fails_the_client_in_time() {
     let boot = format!(
         "/ip4/127.0.0.1/tcp/{port}/p2p/12D3KooWEPTK1qWbbdU13mQGfXcFZ1RYofvEFje7quTUWHvhGKC6"
     );
-    let (status, _, stderr) = run_once(&[
+    let (status, stdout, stderr) = run_once(&[
+        "--json",
         "client",
         "--bootstrap",
         &boot,
@@ -273,7 +296,15 @@ fn an_unreachable_bootstrap_fails_the_client_in_time() {
         "k",
     ]);
     assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("could not join the DHT"), "{stderr}");
+    assert_eq!(
+        error_code(&stdout).as_deref(),
+        Some("join-timeout"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("Connection refused"),
+        "the message says why no bootstrap answered: {stderr}"
+    );
 }
 
 /// The client helper stores and reads records for a script, with the exit
@@ -314,9 +345,48 @@ fn the_client_helper_puts_and_gets_for_scripts() {
     assert!(status.success(), "{stderr}");
     assert_eq!(stdout, "hello");
 
-    let (status, _, stderr) = run_once(&["client", "--bootstrap", &address, "get", "no-such-key"]);
+    let (status, stdout, stderr) = run_once(&[
+        "--json",
+        "client",
+        "--bootstrap",
+        &address,
+        "get",
+        "no-such-key",
+    ]);
     assert_eq!(status.code(), Some(4), "{stderr}");
-    assert!(stderr.contains("was not found"), "{stderr}");
+    assert_eq!(error_code(&stdout).as_deref(), Some("not-found"));
+
+    // Values are carried exactly: bytes as they are for a script, and as
+    // base64 in JSON when they are not text.
+    let binary = dir.join("binary.value");
+    std::fs::write(&binary, [0xff, 0x0a, 0x00]).expect("write");
+    let (status, _, stderr) = run_once(&[
+        "client",
+        "--bootstrap",
+        &address,
+        "put",
+        "binary",
+        "--value-file",
+        binary.to_str().expect("utf-8"),
+    ]);
+    assert!(status.success(), "{stderr}");
+    let output = std::process::Command::new(dht_tests::process::native_node())
+        .args(["client", "--bootstrap", &address, "get", "binary"])
+        .env_remove("DHT_BOOTSTRAP")
+        .output()
+        .expect("native-node runs");
+    assert_eq!(output.stdout, [0xff, 0x0a, 0x00]);
+    let (_, stdout, _) = run_once(&["--json", "client", "--bootstrap", &address, "get", "binary"]);
+    let answer: Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    assert_eq!(answer["ok"], true);
+    assert_eq!(
+        answer["record"]["value"],
+        serde_json::json!({ "base64": "/woA" })
+    );
+    assert_eq!(
+        answer["record"]["key"],
+        serde_json::json!({ "text": "binary" })
+    );
 
     let (status, stdout, _) = run_once(&[
         "--json",
@@ -350,12 +420,18 @@ fn http_get(url_base: &str, path: &str) -> (u16, String) {
 /// Sends one HTTP/1.1 GET with extra header lines; returns the status code,
 /// the response head and the body.
 fn http_get_with(url_base: &str, path: &str, headers: &str) -> (u16, String, String) {
+    http_request(url_base, &format!("GET {path} HTTP/1.1"), headers)
+}
+
+/// Sends one HTTP/1.1 request line with extra header lines; returns the
+/// status code, the response head and the body.
+fn http_request(url_base: &str, request_line: &str, headers: &str) -> (u16, String, String) {
     use std::io::{Read, Write};
     let authority = url_base.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = std::net::TcpStream::connect(authority).expect("the HTTP server accepts");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nhost: {authority}\r\n{headers}\r\n"
+        "{request_line}\r\nhost: {authority}\r\nconnection: close\r\n{headers}\r\n"
     )
     .expect("request sent");
     let mut response = String::new();
@@ -439,6 +515,38 @@ fn the_bootstrap_serves_the_page_and_its_browser_addresses() {
 
     let (status, body) = http_get(&url, "/api/record?key=nothing-stored-here");
     assert_eq!(status, 404, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(answer["error"]["code"], "not-found");
+    let (status, body) = http_get(&url, "/api/record");
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = http_get(&url, "/status.json");
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(answer["report"]["localPeerId"], started.peer_id.as_str());
+    let (status, _, _) = http_request(&url, "POST / HTTP/1.1", "content-length: 0\r\n");
+    assert_eq!(status, 405, "only GET and HEAD");
+    let huge = format!("x-padding: {}\r\n", "x".repeat(16 * 1024));
+    let (status, _, _) = http_request(&url, "GET / HTTP/1.1", &huge);
+    assert_eq!(status, 431, "an oversized request head is refused");
+
+    // A record a client stored at the bootstrap, read through its HTTP API.
+    let address = started.address("tcp");
+    let (status, _, stderr) = run_once(&[
+        "client",
+        "--bootstrap",
+        &address,
+        "put",
+        "via-http",
+        "hello",
+    ]);
+    assert!(status.success(), "{stderr}");
+    let (status, body) = http_get(&url, "/api/record?key=via-http");
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        answer["record"]["value"],
+        serde_json::json!({ "text": "hello" })
+    );
 
     let port = url
         .rsplit(':')
@@ -447,7 +555,8 @@ fn the_bootstrap_serves_the_page_and_its_browser_addresses() {
         .trim_end_matches('/')
         .to_owned();
     let other_key = dir.join("other.key");
-    let (status, _, stderr) = run_once(&[
+    let (status, stdout, stderr) = run_once(&[
+        "--json",
         "bootstrap",
         "--key-file",
         other_key.to_str().expect("utf-8"),
@@ -457,5 +566,9 @@ fn the_bootstrap_serves_the_page_and_its_browser_addresses() {
         &port,
     ]);
     assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot serve the browser page"), "{stderr}");
+    assert_eq!(
+        error_code(&stdout).as_deref(),
+        Some("http-bind"),
+        "{stdout}"
+    );
 }

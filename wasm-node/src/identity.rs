@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use dht_core::libp2p::identity::Keypair;
+use dht_core::{ErrorCode, libp2p::identity::Keypair};
 
 /// Where the identity is stored unless the page says otherwise.
 pub(crate) const DEFAULT_STORAGE_KEY: &str = "ns-dht-identity";
@@ -11,7 +11,7 @@ pub(crate) const DEFAULT_STORAGE_KEY: &str = "ns-dht-identity";
 /// `ephemeral`, or where storage is unavailable (private windows, sandboxed
 /// frames), a new identity lives as long as the tab. Returns the key and
 /// whether it is stored.
-pub(crate) fn load_or_create(key: &str, ephemeral: bool) -> Result<(Keypair, bool), String> {
+pub(crate) fn load_or_create(key: &str, ephemeral: bool) -> Result<(Keypair, bool), IdentityError> {
     let storage = if ephemeral {
         None
     } else {
@@ -21,24 +21,45 @@ pub(crate) fn load_or_create(key: &str, ephemeral: bool) -> Result<(Keypair, boo
         return Ok((Keypair::generate_ed25519(), false));
     };
     if let Ok(Some(stored)) = storage.get_item(key) {
-        let bytes = from_hex(&stored).ok_or_else(|| corrupt(key, "not hexadecimal"))?;
-        let keypair =
-            Keypair::from_protobuf_encoding(&bytes).map_err(|e| corrupt(key, &e.to_string()))?;
+        let corrupt = |source: Box<dyn std::error::Error + Send + Sync>| IdentityError::Corrupt {
+            key: key.to_owned(),
+            source,
+        };
+        let bytes = from_hex(&stored).ok_or_else(|| corrupt("it is not hexadecimal".into()))?;
+        let keypair = Keypair::from_protobuf_encoding(&bytes).map_err(|e| corrupt(e.into()))?;
         return Ok((keypair, true));
     }
     let keypair = Keypair::generate_ed25519();
     let bytes = keypair
         .to_protobuf_encoding()
-        .map_err(|e| format!("cannot encode the new identity: {e}"))?;
+        .map_err(IdentityError::Encode)?;
     let stored = storage.set_item(key, &to_hex(&bytes)).is_ok();
     Ok((keypair, stored))
 }
 
-fn corrupt(key: &str, reason: &str) -> String {
-    format!(
-        "the identity stored in localStorage[{key:?}] is corrupt ({reason}); remove it to start over \
+/// Why the stored identity cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum IdentityError {
+    #[error(
+        "the identity stored in localStorage[{key:?}] is corrupt; remove it to start over \
          under a new peer id, or start with {{ ephemeral: true }}"
-    )
+    )]
+    Corrupt {
+        key: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot encode the new identity")]
+    Encode(#[source] dht_core::libp2p::identity::DecodingError),
+}
+
+impl ErrorCode for IdentityError {
+    fn code(&self) -> &'static str {
+        match self {
+            IdentityError::Corrupt { .. } => "identity-corrupt",
+            IdentityError::Encode(_) => "identity-create",
+        }
+    }
 }
 
 fn to_hex(bytes: &[u8]) -> String {

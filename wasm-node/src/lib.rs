@@ -11,8 +11,12 @@
 //! const node = await DhtNode.start({ bootstrap: ["/ip4/127.0.0.1/tcp/4002/ws/p2p/12D3Koo..."] },
 //!                                  (event) => console.log(event.type, event));
 //! await node.put("greeting", "hello");
-//! const { value } = await node.get("greeting");
+//! const { value } = await node.get("greeting");   // { text: "hello" }
 //! ```
+//!
+//! Results are plain objects in the shapes of `dht_core::api`, the same as
+//! the native node's `--json` output and HTTP API; a failure rejects with an
+//! `Error` whose `code` is the stable error code.
 //!
 //! # What a tab is in the DHT
 //!
@@ -30,14 +34,15 @@ mod identity;
 use std::{cell::RefCell, collections::HashSet, rc::Rc, str::FromStr, time::Duration};
 
 use dht_core::{
-    Behaviour, Config, Event, Namespace, Node, NodeHandle, Role, ServerMode,
+    Behaviour, Config, ErrorCode, Event, Namespace, NodeHandle, Role, ServerMode,
+    error::chain,
     libp2p::{
-        Multiaddr, PeerId, SwarmBuilder, Transport, core::upgrade::Version, multiaddr::Protocol,
-        noise, webrtc_websys, websocket_websys, yamux,
+        Multiaddr, PeerId, SwarmBuilder, Transport, core::upgrade::Version, multiaddr,
+        multiaddr::Protocol, noise, webrtc_websys, websocket_websys, yamux,
     },
 };
-use futures::{FutureExt, StreamExt, channel::oneshot};
-use js_sys::{Function, Promise, Uint8Array};
+use futures::StreamExt;
+use js_sys::{Function, Promise, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local};
@@ -74,6 +79,57 @@ struct StartOptions {
     replication_factor: Option<usize>,
 }
 
+/// Why [`DhtNode::start`] refused its options or could not set up.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("invalid options")]
+    Options(#[source] serde_wasm_bindgen::Error),
+    #[error("unknown transport {0:?}: a browser can use \"websocket\" and \"webrtc-direct\"")]
+    UnknownTransport(String),
+    #[error("invalid bootstrap address {text:?}")]
+    BadAddress {
+        text: String,
+        #[source]
+        source: multiaddr::Error,
+    },
+    #[error(
+        "no bootstrap address this tab can dial over {transports}: a browser needs /ws, /wss or \
+         /webrtc-direct addresses, got {given:?}"
+    )]
+    NoBrowserAddress {
+        transports: String,
+        given: Vec<String>,
+    },
+    #[error("cannot set up {what}")]
+    Setup {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ErrorCode for StartError {
+    fn code(&self) -> &'static str {
+        match self {
+            StartError::Options(_) | StartError::UnknownTransport(_) => "bad-options",
+            StartError::BadAddress { .. } => "bad-address",
+            StartError::NoBrowserAddress { .. } => "no-browser-address",
+            StartError::Setup { .. } => "transport-setup",
+        }
+    }
+}
+
+/// A value `put` cannot store.
+#[derive(Debug, thiserror::Error)]
+#[error("the value must be a string or a Uint8Array")]
+struct NotBytes;
+
+impl ErrorCode for NotBytes {
+    fn code(&self) -> &'static str {
+        "bad-value"
+    }
+}
+
 /// The transport a browser uses for an address, if it can dial it at all.
 fn browser_transport(address: &Multiaddr) -> Option<&'static str> {
     address.iter().find_map(|p| match p {
@@ -83,14 +139,31 @@ fn browser_transport(address: &Multiaddr) -> Option<&'static str> {
     })
 }
 
-fn error(message: impl std::fmt::Display) -> JsError {
-    JsError::new(&message.to_string())
+/// A JavaScript `Error` whose message names every cause and whose `code`
+/// is the error's stable code.
+fn js_error(error: &(impl ErrorCode + ?Sized)) -> JsValue {
+    let js = js_sys::Error::new(&chain(&error));
+    // Setting a property on a fresh Error cannot fail.
+    let _ = Reflect::set(&js, &"code".into(), &error.code().into());
+    js.into()
 }
 
-fn to_js(value: &impl Serialize) -> Result<JsValue, JsError> {
+/// The error of a transport or behaviour that could not be set up.
+fn setup(
+    what: &'static str,
+    error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> JsValue {
+    js_error(&StartError::Setup {
+        what,
+        source: error.into(),
+    })
+}
+
+/// A value as a plain JS object, in the shapes of `dht_core::api`.
+fn to_js(value: &impl Serialize) -> Result<JsValue, JsValue> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(error)
+        .map_err(|e| JsValue::from(js_sys::Error::new(&e.to_string())))
 }
 
 #[derive(Debug, Default)]
@@ -99,8 +172,38 @@ struct State {
     transport: Option<String>,
     address: Option<String>,
     bootstrap: HashSet<PeerId>,
-    unreachable: Vec<String>,
-    joined: Option<oneshot::Sender<()>>,
+}
+
+/// Keeps what the tab shows of its connection, then hands `event` to the
+/// page's callback (with no borrow held, so the callback may use the node).
+fn observe(state: &RefCell<State>, event: &Event) {
+    let callback = {
+        let mut state = state.borrow_mut();
+        state.update(event);
+        state.on_event.clone()
+    };
+    if let Some(callback) = callback
+        && let Ok(value) = to_js(event)
+        && let Err(thrown) = callback.call1(&JsValue::NULL, &value)
+    {
+        web_sys::console::warn_2(&"the onEvent callback threw:".into(), &thrown);
+    }
+}
+
+impl State {
+    fn update(&mut self, event: &Event) {
+        match event {
+            Event::PeerConnected { peer, address, .. } if self.bootstrap.contains(peer) => {
+                self.transport = browser_transport(address).map(str::to_owned);
+                self.address = Some(address.to_string());
+            }
+            Event::PeerDisconnected { peer } if self.bootstrap.contains(peer) => {
+                self.transport = None;
+                self.address = None;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A DHT node running in this tab.
@@ -115,13 +218,13 @@ pub struct DhtNode {
 #[wasm_bindgen]
 impl DhtNode {
     /// Starts a node and joins the DHT through `options.bootstrap`; resolves
-    /// once the node has filled its routing table, rejects with a message
-    /// when the options are wrong or no bootstrap peer answers in time.
-    /// `onEvent`, if given, receives every node event as an object with a
-    /// `type` field.
-    pub async fn start(options: JsValue, on_event: Option<Function>) -> Result<DhtNode, JsError> {
+    /// once the node has filled its routing table, rejects with an `Error`
+    /// (with a `code`) when the options are wrong or no bootstrap peer
+    /// answers in time. `onEvent`, if given, receives every node event as
+    /// an object with a `type` field.
+    pub async fn start(options: JsValue, on_event: Option<Function>) -> Result<DhtNode, JsValue> {
         let options: StartOptions = serde_wasm_bindgen::from_value(options)
-            .map_err(|e| error(format!("invalid options: {e}")))?;
+            .map_err(|e| js_error(&StartError::Options(e)))?;
         let transports = options
             .transports
             .clone()
@@ -130,38 +233,39 @@ impl DhtNode {
             .iter()
             .find(|t| !["websocket", "webrtc-direct"].contains(&t.as_str()))
         {
-            return Err(error(format!(
-                "unknown transport {unknown:?}: a browser can use \"websocket\" and \"webrtc-direct\""
-            )));
+            return Err(js_error(&StartError::UnknownTransport(unknown.clone())));
         }
         let mut addresses = Vec::new();
         for text in &options.bootstrap {
-            let address = Multiaddr::from_str(text.trim())
-                .map_err(|e| error(format!("invalid bootstrap address {text:?}: {e}")))?;
+            let address = Multiaddr::from_str(text.trim()).map_err(|source| {
+                js_error(&StartError::BadAddress {
+                    text: text.clone(),
+                    source,
+                })
+            })?;
             if browser_transport(&address).is_some_and(|t| transports.iter().any(|w| w == t)) {
                 addresses.push(address);
             }
         }
         if addresses.is_empty() {
-            return Err(error(format!(
-                "no bootstrap address this tab can dial over {}: a browser needs /ws, /wss or /webrtc-direct addresses, got {:?}",
-                transports.join(" or "),
-                options.bootstrap
-            )));
+            return Err(js_error(&StartError::NoBrowserAddress {
+                transports: transports.join(" or "),
+                given: options.bootstrap.clone(),
+            }));
         }
         let namespace = options
             .namespace
             .as_deref()
             .map(Namespace::new)
             .transpose()
-            .map_err(error)?;
+            .map_err(|e| js_error(&e))?;
 
         let storage_key = options
             .storage_key
             .as_deref()
             .unwrap_or(identity::DEFAULT_STORAGE_KEY);
         let (keypair, identity_persisted) =
-            identity::load_or_create(storage_key, options.ephemeral).map_err(error)?;
+            identity::load_or_create(storage_key, options.ephemeral).map_err(|e| js_error(&e))?;
 
         let mut config = Config::builder()
             .bootstrap_peers(addresses)
@@ -172,7 +276,7 @@ impl DhtNode {
         if let Some(k) = options.replication_factor {
             config = config.replication_factor(k);
         }
-        let config = config.build().map_err(error)?;
+        let config = config.build().map_err(|e| js_error(&e))?;
 
         let swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_wasm_bindgen()
@@ -183,13 +287,13 @@ impl DhtNode {
                     .multiplex(yamux::Config::default())
                     .boxed())
             })
-            .map_err(|e| error(format!("cannot set up WebSocket: {e}")))?
+            .map_err(|e| setup("WebSocket", e))?
             .with_other_transport(|key| {
                 webrtc_websys::Transport::new(webrtc_websys::Config::new(key))
             })
-            .map_err(|e| error(format!("cannot set up WebRTC: {e}")))?
+            .map_err(|e| setup("WebRTC", e))?
             .with_behaviour(|key| Behaviour::new(key, &config))
-            .map_err(|e| error(format!("cannot set up the node: {e}")))?
+            .map_err(|e| setup("the node", e))?
             .with_swarm_config(|base| config.swarm_config(base))
             .build();
 
@@ -202,42 +306,28 @@ impl DhtNode {
                 .collect(),
             ..State::default()
         }));
-        let (joined, joined_signal) = oneshot::channel();
-        state.borrow_mut().joined = Some(joined);
-
-        let (mut node, handle) = Node::new(swarm, config, Role::ClientHelper);
-        let events = node.subscribe();
-        spawn_local(node.run());
-        spawn_local(forward_events(events, state.clone()));
-
+        let mut node = dht_core::start(swarm, &config, &Role::ClientHelper, spawn_local);
         let timeout = Duration::from_millis(u64::from(options.join_timeout_ms.unwrap_or(15_000)));
-        let joined = futures::select! {
-            joined = joined_signal.fuse() => joined.is_ok(),
-            () = futures_timer::Delay::new(timeout).fuse() => false,
-        };
-        if !joined {
-            handle.shutdown().await;
-            let seen = state.borrow().unreachable.join("; ");
-            return Err(error(format!(
-                "no bootstrap peer reachable within {} s{}",
-                timeout.as_secs(),
-                if seen.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {seen}")
-                }
-            )));
+        let joined = node
+            .joined_observing(timeout, |event| observe(&state, event))
+            .await;
+        if let Err(error) = joined {
+            node.handle.shutdown().await;
+            return Err(js_error(&error));
         }
+        spawn_local(forward_events(node.events, state.clone()));
         if let Some(namespace) = namespace {
-            handle.register(&namespace).await.map_err(error)?;
+            node.handle
+                .register(&namespace)
+                .await
+                .map_err(|e| js_error(&e))?;
         }
         Ok(DhtNode {
-            handle,
+            handle: node.handle,
             state,
             identity_persisted,
         })
     }
-
     /// This tab's peer id.
     #[wasm_bindgen(getter, js_name = peerId)]
     pub fn peer_id(&self) -> String {
@@ -270,7 +360,7 @@ impl DhtNode {
     }
 
     /// Stores `value` (a string or a `Uint8Array`) under `key` at the peers
-    /// closest to it. Resolves to `{ key, requests, durationMs }`.
+    /// closest to it. Resolves to `{ key, stats }` (see `dht_core::api`).
     pub fn put(&self, key: String, value: JsValue) -> Promise {
         let handle = self.handle.clone();
         future_to_promise(async move {
@@ -279,46 +369,27 @@ impl DhtNode {
             } else if value.is_instance_of::<Uint8Array>() {
                 Uint8Array::from(value).to_vec()
             } else {
-                return Err(error("the value must be a string or a Uint8Array").into());
+                return Err(js_error(&NotBytes));
             };
             let stored = handle
                 .put_record(key.into_bytes(), bytes)
                 .await
-                .map_err(error)?;
-            Ok(to_js(&PutResult {
-                key: String::from_utf8_lossy(&stored.key).into_owned(),
-                requests: stored.stats.requests,
-                duration_ms: stored.stats.duration.map(|d| d.as_secs_f64() * 1000.0),
-            })?)
+                .map_err(|e| js_error(&e))?;
+            to_js(&stored)
         })
     }
 
-    /// Finds the record under `key`. Resolves to `{ key, value, bytes,
-    /// publisher, foundLocally, requests, durationMs }` (`value` is the text,
-    /// or `null` when the bytes are not UTF-8); rejects when not found.
+    /// Finds the record under `key`. Resolves to `{ key, value, publisher,
+    /// foundLocally, foundAt, stats }`, with `value` as `{ text }` or `{
+    /// base64 }` (see `dht_core::api`); rejects when it is not found.
     pub fn get(&self, key: String) -> Promise {
         let handle = self.handle.clone();
         future_to_promise(async move {
             let found = handle
-                .get_record(key.clone().into_bytes())
+                .get_record(key.into_bytes())
                 .await
-                .map_err(error)?;
-            let result = GetResult {
-                key,
-                value: String::from_utf8(found.value.clone()).ok(),
-                publisher: found.publisher.map(|p| p.to_string()),
-                found_locally: found.found_at.contains(&None),
-                requests: found.stats.requests,
-                duration_ms: found.stats.duration.map(|d| d.as_secs_f64() * 1000.0),
-            };
-            let object = to_js(&result)?;
-            js_sys::Reflect::set(
-                &object,
-                &"bytes".into(),
-                &Uint8Array::from(found.value.as_slice()),
-            )
-            .map_err(|_| error("cannot build the result"))?;
-            Ok(object)
+                .map_err(|e| js_error(&e))?;
+            to_js(&found)
         })
     }
 
@@ -331,8 +402,8 @@ impl DhtNode {
                 Ok(peer) => peer.to_bytes(),
                 Err(_) => key.into_bytes(),
             };
-            let peers = handle.closest_peers(key).await.map_err(error)?;
-            Ok(to_js(&peers)?)
+            let peers = handle.closest_peers(key).await.map_err(|e| js_error(&e))?;
+            to_js(&peers)
         })
     }
 
@@ -340,8 +411,11 @@ impl DhtNode {
     pub fn register(&self, namespace: String) -> Promise {
         let handle = self.handle.clone();
         future_to_promise(async move {
-            let namespace = Namespace::new(namespace).map_err(error)?;
-            handle.register(&namespace).await.map_err(error)?;
+            let namespace = Namespace::new(namespace).map_err(|e| js_error(&e))?;
+            handle
+                .register(&namespace)
+                .await
+                .map_err(|e| js_error(&e))?;
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -350,8 +424,11 @@ impl DhtNode {
     pub fn unregister(&self, namespace: String) -> Promise {
         let handle = self.handle.clone();
         future_to_promise(async move {
-            let namespace = Namespace::new(namespace).map_err(error)?;
-            handle.unregister(&namespace).await.map_err(error)?;
+            let namespace = Namespace::new(namespace).map_err(|e| js_error(&e))?;
+            handle
+                .unregister(&namespace)
+                .await
+                .map_err(|e| js_error(&e))?;
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -361,9 +438,12 @@ impl DhtNode {
     pub fn discover(&self, namespace: String) -> Promise {
         let handle = self.handle.clone();
         future_to_promise(async move {
-            let namespace = Namespace::new(namespace).map_err(error)?;
-            let peers = handle.discover(&namespace).await.map_err(error)?;
-            Ok(to_js(&peers)?)
+            let namespace = Namespace::new(namespace).map_err(|e| js_error(&e))?;
+            let peers = handle
+                .discover(&namespace)
+                .await
+                .map_err(|e| js_error(&e))?;
+            to_js(&peers)
         })
     }
 
@@ -371,19 +451,23 @@ impl DhtNode {
     #[wasm_bindgen(js_name = routingTable)]
     pub fn routing_table(&self) -> Promise {
         let handle = self.handle.clone();
-        future_to_promise(async move { Ok(to_js(&handle.routing_table().await.map_err(error)?)?) })
+        future_to_promise(
+            async move { to_js(&handle.routing_table().await.map_err(|e| js_error(&e))?) },
+        )
     }
 
     /// The records this tab holds: `[{ key, value, publisher, expiresInMs }]`.
     pub fn records(&self) -> Promise {
         let handle = self.handle.clone();
-        future_to_promise(async move { Ok(to_js(&handle.records().await.map_err(error)?)?) })
+        future_to_promise(async move { to_js(&handle.records().await.map_err(|e| js_error(&e))?) })
     }
 
     /// This tab's view of the network (the monitor report).
     pub fn report(&self) -> Promise {
         let handle = self.handle.clone();
-        future_to_promise(async move { Ok(to_js(&handle.network_report().await.map_err(error)?)?) })
+        future_to_promise(async move {
+            to_js(&handle.network_report().await.map_err(|e| js_error(&e))?)
+        })
     }
 
     /// Stops the node and closes its connections.
@@ -396,57 +480,9 @@ impl DhtNode {
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PutResult {
-    key: String,
-    requests: u32,
-    duration_ms: Option<f64>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct GetResult {
-    key: String,
-    value: Option<String>,
-    publisher: Option<String>,
-    found_locally: bool,
-    requests: u32,
-    duration_ms: Option<f64>,
-}
-
-/// Hands every event to the callback and keeps the connection state.
+/// Hands every later event to the page and keeps the connection state.
 async fn forward_events(mut events: dht_core::EventStream, state: Rc<RefCell<State>>) {
     while let Some(event) = events.next().await {
-        let callback = {
-            let mut state = state.borrow_mut();
-            match &event {
-                Event::PeerConnected { peer, address, .. } if state.bootstrap.contains(peer) => {
-                    state.transport = browser_transport(address).map(str::to_owned);
-                    state.address = Some(address.to_string());
-                }
-                Event::PeerDisconnected { peer } if state.bootstrap.contains(peer) => {
-                    state.transport = None;
-                    state.address = None;
-                }
-                Event::BootstrapPeerUnreachable { peer, error, .. } => {
-                    state.unreachable.push(format!("{peer}: {error}"));
-                    state.unreachable.truncate(8);
-                }
-                Event::Bootstrapped { .. } => {
-                    if let Some(joined) = state.joined.take() {
-                        let _ = joined.send(());
-                    }
-                }
-                _ => {}
-            }
-            state.on_event.clone()
-        };
-        if let Some(callback) = callback
-            && let Ok(value) = to_js(&event)
-            && let Err(thrown) = callback.call1(&JsValue::NULL, &value)
-        {
-            web_sys::console::warn_2(&"the onEvent callback threw:".into(), &thrown);
-        }
+        observe(&state, &event);
     }
 }

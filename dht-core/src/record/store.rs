@@ -1,4 +1,4 @@
-//! The bounded record store every node keeps for the DHT, and record helpers.
+//! The bounded record store every node keeps for the DHT.
 //!
 //! Everything a remote peer can make this store grow is bounded by
 //! [`StoreLimits`]: the number of value records, the size of each value and
@@ -9,40 +9,67 @@
 use std::{
     borrow::Cow,
     collections::{HashMap, hash_map},
-    num::NonZeroUsize,
 };
 
 use libp2p::{
     PeerId,
-    kad::{self, ProviderRecord, Record, RecordKey, store},
+    kad::{InboundRequest, ProviderRecord, Record, RecordKey, store},
 };
 use web_time::Instant;
 
-/// The longest record key accepted, in bytes.
-pub const MAX_KEY_LEN: usize = 1024;
+use super::{check_key, check_value, display_key};
+use crate::{
+    error::{ErrorCode, RecordError},
+    event::Event,
+    namespace::Namespace,
+};
 
-/// How many peers must confirm a write or return a record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Quorum {
-    /// One peer. For a read, the local store counts.
-    #[default]
-    One,
-    /// More than half of the replication factor.
-    Majority,
-    /// All of the replication factor.
-    All,
-    /// An explicit number of peers.
-    N(NonZeroUsize),
+/// Why the store refused a record or a registration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The key or value is out of bounds.
+    #[error(transparent)]
+    Invalid(#[from] RecordError),
+    /// Every record slot holds a live record.
+    #[error("the store is full: it holds {max} live records")]
+    Full {
+        /// The limit, [`StoreLimits::max_records`].
+        max: usize,
+    },
+    /// Every namespace slot holds live registrations.
+    #[error("the store holds registrations under {max} keys, its limit")]
+    ProviderKeysFull {
+        /// The limit, [`StoreLimits::max_provider_keys`].
+        max: usize,
+    },
+    /// The key has as many live registrations as it may.
+    #[error("the key has {max} registered peers, its limit")]
+    ProvidersFull {
+        /// The limit, [`StoreLimits::max_providers_per_key`].
+        max: usize,
+    },
 }
 
-impl Quorum {
-    /// The number of peers this quorum means for replication factor `k`.
-    pub fn resolve(self, k: NonZeroUsize) -> NonZeroUsize {
+impl ErrorCode for StoreError {
+    fn code(&self) -> &'static str {
         match self {
-            Quorum::One => NonZeroUsize::MIN,
-            Quorum::Majority => NonZeroUsize::new(k.get() / 2 + 1).unwrap_or(NonZeroUsize::MIN),
-            Quorum::All => k,
-            Quorum::N(n) => n.min(k),
+            StoreError::Invalid(error) => error.code(),
+            StoreError::Full { .. } => "store-full",
+            StoreError::ProviderKeysFull { .. } => "provider-keys-full",
+            StoreError::ProvidersFull { .. } => "providers-full",
+        }
+    }
+}
+
+impl From<StoreError> for store::Error {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Invalid(_) => store::Error::ValueTooLarge,
+            StoreError::Full { .. } => store::Error::MaxRecords,
+            StoreError::ProviderKeysFull { .. } | StoreError::ProvidersFull { .. } => {
+                store::Error::MaxProvidedKeys
+            }
         }
     }
 }
@@ -131,6 +158,113 @@ impl Store {
         self.providers.values().map(Vec::len).sum()
     }
 
+    /// Stores `record` (replacing the one under its key), within the limits.
+    pub fn insert(&mut self, record: Record) -> Result<(), StoreError> {
+        check_key(record.key.as_ref())?;
+        check_value(&record.value, self.limits.max_value_size)?;
+        if !self.records.contains_key(&record.key) && self.records.len() >= self.limits.max_records
+        {
+            let now = Instant::now();
+            self.records.retain(|_, r| !r.is_expired(now));
+            if self.records.len() >= self.limits.max_records {
+                return Err(StoreError::Full {
+                    max: self.limits.max_records,
+                });
+            }
+        }
+        self.records.insert(record.key.clone(), record);
+        Ok(())
+    }
+
+    /// Stores a registration (a provider record), within the limits; extra
+    /// addresses are dropped.
+    pub fn insert_provider(&mut self, mut record: ProviderRecord) -> Result<(), StoreError> {
+        check_key(record.key.as_ref())?;
+        record
+            .addresses
+            .truncate(self.limits.max_addresses_per_provider);
+        let now = Instant::now();
+        if !self.providers.contains_key(&record.key)
+            && self.providers.len() >= self.limits.max_provider_keys
+        {
+            self.providers.retain(|_, list| {
+                list.retain(|p| !p.is_expired(now));
+                !list.is_empty()
+            });
+            if self.providers.len() >= self.limits.max_provider_keys {
+                return Err(StoreError::ProviderKeysFull {
+                    max: self.limits.max_provider_keys,
+                });
+            }
+        }
+        let key = record.key.clone();
+        let is_full = |list: &Vec<ProviderRecord>, provider: &PeerId, max: usize| {
+            list.len() >= max && !list.iter().any(|p| &p.provider == provider)
+        };
+        let max_per_key = self.limits.max_providers_per_key;
+        if self
+            .providers
+            .get(&key)
+            .is_some_and(|list| is_full(list, &record.provider, max_per_key))
+        {
+            self.prune_providers_of(&key, now);
+        }
+        let list = self.providers.entry(key.clone()).or_default();
+        if is_full(list, &record.provider, max_per_key) {
+            return Err(StoreError::ProvidersFull { max: max_per_key });
+        }
+        if record.provider == self.local {
+            self.provided.insert(key, record.clone());
+        }
+        match list.iter_mut().find(|p| p.provider == record.provider) {
+            Some(existing) => *existing = record,
+            None => list.push(record),
+        }
+        Ok(())
+    }
+
+    /// Takes what a peer asked this node to store (Kademlia hands inbound
+    /// records and registrations to the node, see
+    /// [`crate::Behaviour`]), and says what became of it.
+    pub(crate) fn accept(&mut self, request: InboundRequest) -> Option<Event> {
+        match request {
+            InboundRequest::PutRecord {
+                source,
+                record: Some(record),
+                ..
+            } => {
+                let key = record.key.to_vec();
+                Some(match self.insert(record) {
+                    Ok(()) => Event::RecordStored { key, from: source },
+                    Err(reason) => {
+                        tracing::debug!(peer = %source, key = %display_key(&key), %reason, "refused a record");
+                        Event::RecordRejected {
+                            key,
+                            from: source,
+                            reason,
+                        }
+                    }
+                })
+            }
+            InboundRequest::AddProvider {
+                record: Some(record),
+            } => {
+                let peer = record.provider;
+                let namespace = Namespace::from_record_key(&record.key);
+                match self.insert_provider(record) {
+                    Ok(()) => {
+                        namespace.map(|namespace| Event::RegistrationStored { namespace, peer })
+                    }
+                    Err(reason) => {
+                        tracing::debug!(%peer, %reason, "refused a registration");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+
     fn prune_providers_of(&mut self, key: &RecordKey, now: Instant) {
         if let Some(list) = self.providers.get_mut(key) {
             list.retain(|p| !p.is_expired(now));
@@ -162,21 +296,7 @@ impl store::RecordStore for Store {
     }
 
     fn put(&mut self, record: Record) -> store::Result<()> {
-        if record.key.as_ref().len() > MAX_KEY_LEN
-            || record.value.len() > self.limits.max_value_size
-        {
-            return Err(store::Error::ValueTooLarge);
-        }
-        if !self.records.contains_key(&record.key) && self.records.len() >= self.limits.max_records
-        {
-            let now = Instant::now();
-            self.records.retain(|_, r| !r.is_expired(now));
-            if self.records.len() >= self.limits.max_records {
-                return Err(store::Error::MaxRecords);
-            }
-        }
-        self.records.insert(record.key.clone(), record);
-        Ok(())
+        Ok(self.insert(record)?)
     }
 
     fn remove(&mut self, key: &RecordKey) {
@@ -187,49 +307,8 @@ impl store::RecordStore for Store {
         self.records.values().map(borrow_record)
     }
 
-    fn add_provider(&mut self, mut record: ProviderRecord) -> store::Result<()> {
-        if record.key.as_ref().len() > MAX_KEY_LEN {
-            return Err(store::Error::ValueTooLarge);
-        }
-        record
-            .addresses
-            .truncate(self.limits.max_addresses_per_provider);
-        let now = Instant::now();
-        if !self.providers.contains_key(&record.key)
-            && self.providers.len() >= self.limits.max_provider_keys
-        {
-            self.providers.retain(|_, list| {
-                list.retain(|p| !p.is_expired(now));
-                !list.is_empty()
-            });
-            if self.providers.len() >= self.limits.max_provider_keys {
-                return Err(store::Error::MaxProvidedKeys);
-            }
-        }
-        let key = record.key.clone();
-        let is_full = |list: &Vec<ProviderRecord>, provider: &PeerId, max: usize| {
-            list.len() >= max && !list.iter().any(|p| &p.provider == provider)
-        };
-        let max_per_key = self.limits.max_providers_per_key;
-        if self
-            .providers
-            .get(&key)
-            .is_some_and(|list| is_full(list, &record.provider, max_per_key))
-        {
-            self.prune_providers_of(&key, now);
-        }
-        let list = self.providers.entry(key.clone()).or_default();
-        if is_full(list, &record.provider, max_per_key) {
-            return Err(store::Error::MaxProvidedKeys);
-        }
-        if record.provider == self.local {
-            self.provided.insert(key, record.clone());
-        }
-        match list.iter_mut().find(|p| p.provider == record.provider) {
-            Some(existing) => *existing = record,
-            None => list.push(record),
-        }
-        Ok(())
+    fn add_provider(&mut self, record: ProviderRecord) -> store::Result<()> {
+        Ok(self.insert_provider(record)?)
     }
 
     fn providers(&self, key: &RecordKey) -> Vec<ProviderRecord> {
@@ -253,29 +332,6 @@ impl store::RecordStore for Store {
     }
 }
 
-/// A record key for people: UTF-8 text when it is printable, hex otherwise.
-pub fn display_key(key: &[u8]) -> String {
-    match std::str::from_utf8(key) {
-        Ok(text) if !text.chars().any(char::is_control) => text.to_owned(),
-        _ => {
-            let mut hex = String::with_capacity(2 + key.len() * 2);
-            hex.push_str("0x");
-            for byte in key {
-                hex.push_str(&format!("{byte:02x}"));
-            }
-            hex
-        }
-    }
-}
-
-pub(crate) fn into_kad_quorum(quorum: NonZeroUsize) -> kad::Quorum {
-    if quorum.get() == 1 {
-        kad::Quorum::One
-    } else {
-        kad::Quorum::N(quorum)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -283,6 +339,7 @@ mod tests {
     use libp2p::kad::store::RecordStore;
 
     use super::*;
+    use crate::record::MAX_KEY_LEN;
 
     fn small_limits() -> StoreLimits {
         StoreLimits {
@@ -316,27 +373,25 @@ mod tests {
     }
 
     #[test]
-    fn quorum_resolves_against_the_replication_factor() {
-        let k = NonZeroUsize::new(20).unwrap();
-        assert_eq!(Quorum::One.resolve(k).get(), 1);
-        assert_eq!(Quorum::Majority.resolve(k).get(), 11);
-        assert_eq!(Quorum::All.resolve(k).get(), 20);
-        assert_eq!(
-            Quorum::N(NonZeroUsize::new(50).unwrap()).resolve(k).get(),
-            20
-        );
-        assert_eq!(Quorum::Majority.resolve(NonZeroUsize::MIN).get(), 1);
-    }
-
-    #[test]
     fn oversized_values_and_keys_are_refused() {
         let mut store = Store::new(PeerId::random(), small_limits());
         let mut big = record("k", None);
         big.value = vec![0; 9];
-        assert!(matches!(store.put(big), Err(store::Error::ValueTooLarge)));
+        assert_eq!(
+            store.insert(big),
+            Err(StoreError::Invalid(RecordError::ValueTooLarge {
+                size: 9,
+                max: 8
+            }))
+        );
         let long_key = record(&"k".repeat(MAX_KEY_LEN + 1), None);
         assert!(matches!(
-            store.put(long_key),
+            store.insert(long_key),
+            Err(StoreError::Invalid(RecordError::KeyTooLarge { .. }))
+        ));
+        // Kademlia's own calls get its error type.
+        assert!(matches!(
+            store.put(record(&"k".repeat(MAX_KEY_LEN + 1), None)),
             Err(store::Error::ValueTooLarge)
         ));
         assert_eq!(store.record_count(), 0);
@@ -352,10 +407,10 @@ mod tests {
         store.put(record("c", None)).unwrap();
         assert!(store.get(&RecordKey::new(&"b")).is_none());
         // Now both are live: the store refuses a third key but accepts updates.
-        assert!(matches!(
-            store.put(record("d", None)),
-            Err(store::Error::MaxRecords)
-        ));
+        assert_eq!(
+            store.insert(record("d", None)),
+            Err(StoreError::Full { max: 2 })
+        );
         store.put(record("a", None)).unwrap();
         assert_eq!(store.record_count(), 2);
     }
@@ -367,10 +422,10 @@ mod tests {
         let (p1, p2, p3) = (PeerId::random(), PeerId::random(), PeerId::random());
         store.add_provider(provider("ns", p1, None)).unwrap();
         store.add_provider(provider("ns", p2, None)).unwrap();
-        assert!(matches!(
-            store.add_provider(provider("ns", p3, None)),
-            Err(store::Error::MaxProvidedKeys)
-        ));
+        assert_eq!(
+            store.insert_provider(provider("ns", p3, None)),
+            Err(StoreError::ProvidersFull { max: 2 })
+        );
         // A refresh by an existing provider is accepted and does not duplicate.
         store.add_provider(provider("ns", p1, None)).unwrap();
         let list = store.providers(&RecordKey::new(&"ns"));
@@ -428,16 +483,41 @@ mod tests {
         store
             .add_provider(provider("b", PeerId::random(), None))
             .unwrap();
-        assert!(matches!(
-            store.add_provider(provider("c", PeerId::random(), None)),
-            Err(store::Error::MaxProvidedKeys)
-        ));
+        assert_eq!(
+            store.insert_provider(provider("c", PeerId::random(), None)),
+            Err(StoreError::ProviderKeysFull { max: 2 })
+        );
     }
 
     #[test]
-    fn keys_display_as_text_or_hex() {
-        assert_eq!(display_key(b"hello"), "hello");
-        assert_eq!(display_key(&[0, 255]), "0x00ff");
-        assert_eq!(display_key(b"a\nb"), "0x610a62");
+    fn inbound_records_are_stored_within_bounds_and_refusals_reported() {
+        let mut store = Store::new(PeerId::random(), small_limits());
+        let source = PeerId::random();
+        let put = |record: Record| InboundRequest::PutRecord {
+            source,
+            connection: libp2p::swarm::ConnectionId::new_unchecked(1),
+            record: Some(record),
+        };
+        assert!(matches!(
+            store.accept(put(record("a", None))),
+            Some(Event::RecordStored { from, .. }) if from == source
+        ));
+        let mut big = record("b", None);
+        big.value = vec![0; 9];
+        match store.accept(put(big)) {
+            Some(Event::RecordRejected { key, reason, .. }) => {
+                assert_eq!(key, b"b");
+                assert_eq!(reason.code(), "value-too-large");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(store.record_count(), 1);
+
+        let member = PeerId::random();
+        let registration = provider("/ns-dht/ns/chat", member, None);
+        assert!(matches!(
+            store.accept(InboundRequest::AddProvider { record: Some(registration) }),
+            Some(Event::RegistrationStored { peer, .. }) if peer == member
+        ));
     }
 }

@@ -1,0 +1,119 @@
+//! The node loop's answers to the handle's commands: each becomes a call
+//! into the part it concerns, or a read of the state for a snapshot.
+
+use std::sync::Arc;
+
+use libp2p::{Multiaddr, PeerId, TransportError, swarm::dial_opts::DialOpts};
+use web_time::Instant;
+
+use super::{Node, discovery::Origin, queries::Queries, snapshot, stored_members};
+use crate::{
+    error::{DialError, ListenError},
+    handle::{Command, Reply},
+};
+
+impl Node {
+    pub(super) fn on_command(&mut self, command: Command, now: Instant) {
+        let out = &mut self.actions;
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        match command {
+            Command::PutRecord {
+                key,
+                value,
+                quorum,
+                reply,
+            } => Queries::put(key, value, quorum.resolve(self.settings.k), reply, out),
+            Command::GetRecord { key, quorum, reply } => {
+                Queries::get(key, quorum.resolve(self.settings.k), reply, out)
+            }
+            Command::ClosestPeers { key, reply } => Queries::closest(key, reply, out),
+            Command::Bootstrap { reply } => self.joining.refresh(Some(reply), out),
+            Command::Register { namespace, reply } => {
+                self.membership.register(namespace, Some(reply), out)
+            }
+            Command::Unregister { namespace, reply } => {
+                self.membership.unregister(&namespace, out);
+                let _ = reply.send(());
+            }
+            Command::Discover { namespace, reply } => {
+                let stored = stored_members(&mut self.swarm, self.settings.local, &namespace, now);
+                self.discovery
+                    .start(namespace, Origin::Caller(reply), stored, &mut self.actions);
+            }
+            Command::Link {
+                namespace,
+                peer,
+                reply,
+            } => self.links.link(namespace, &peer, reply, out),
+            Command::Dial { address, reply } => self.dial_address(address, reply),
+            Command::ListenOn { address, reply } => self.listen_on(address, reply),
+            Command::RoutingTable { reply } => {
+                let _ = reply.send(snapshot::routing_table(kad, self.settings.local));
+            }
+            Command::Records { reply } => {
+                let _ = reply.send(snapshot::stored_records(kad.store_mut(), now));
+            }
+            Command::Registrations { reply } => {
+                let _ = reply.send(snapshot::registrations(kad.store_mut(), now));
+            }
+            Command::Links { reply } => {
+                let _ = reply.send(self.links.snapshot());
+            }
+            Command::ListenAddresses { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::ConnectedPeers { reply } => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::NetworkReport { reply } => {
+                let vitals = snapshot::Vitals {
+                    local: self.settings.local,
+                    role: self.settings.role,
+                    uptime: now.saturating_duration_since(self.settings.started),
+                    connected_peers: self.swarm.connected_peers().count(),
+                    registered_in: self.membership.namespaces().cloned().collect(),
+                    links: self.links.len(),
+                };
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                let _ = reply.send(snapshot::network_report(kad, vitals, now));
+            }
+            Command::Subscribe { reply } => {
+                let _ = reply.send(self.subscribers.subscribe());
+            }
+            Command::Shutdown { reply } => self.stopping = Some(reply),
+        }
+    }
+
+    fn dial_address(&mut self, address: Multiaddr, reply: Reply<Result<PeerId, DialError>>) {
+        let opts = DialOpts::unknown_peer_id().address(address.clone()).build();
+        let connection = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.in_flight.dials.insert(connection, (address, reply));
+            }
+            Err(error) => {
+                let _ = reply.send(Err(DialError::Failed {
+                    address,
+                    source: Arc::new(error),
+                }));
+            }
+        }
+    }
+
+    fn listen_on(&mut self, address: Multiaddr, reply: Reply<Result<Multiaddr, ListenError>>) {
+        match self.swarm.listen_on(address.clone()) {
+            Ok(id) => {
+                self.in_flight.listens.insert(id, (address, reply));
+            }
+            Err(TransportError::MultiaddrNotSupported(address)) => {
+                let _ = reply.send(Err(ListenError::Unsupported { address }));
+            }
+            Err(TransportError::Other(error)) => {
+                let _ = reply.send(Err(ListenError::Failed {
+                    address,
+                    source: Arc::new(error),
+                }));
+            }
+        }
+    }
+}

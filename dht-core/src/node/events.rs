@@ -1,0 +1,307 @@
+//! The node loop's handling of swarm events: each is translated into the
+//! inputs of the parts it concerns.
+
+use std::sync::Arc;
+
+use libp2p::{
+    Multiaddr, PeerId, core::ConnectedPoint, identify, kad, request_response, swarm::SwarmEvent,
+};
+use web_time::Instant;
+
+use super::{
+    Node,
+    action::{Action, Purpose},
+    addresses, discovery, known_addresses, stored_members,
+};
+use crate::{
+    behaviour::BehaviourEvent,
+    error::{DialError, DialFailure, ListenError},
+    event::Event,
+    handle::{PeerAddresses, QueryStats},
+    namespace::{NamespaceRequest, NamespaceResponse},
+};
+
+impl Node {
+    pub(super) fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>, now: Instant) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad_event(event, now),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => self.addresses.on_identify(
+                peer_id,
+                info.listen_addrs,
+                &info.protocols,
+                &mut self.actions,
+            ),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(_) | BehaviourEvent::Ping(_)) => {}
+            SwarmEvent::Behaviour(BehaviourEvent::Namespace(event)) => {
+                self.on_namespace_event(event, now)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Limits(never)) => match never {},
+            SwarmEvent::Behaviour(BehaviourEvent::KeepAlive(never)) => match never {},
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                tracing::info!(%address, "listening");
+                self.in_flight.listeners.insert(listener_id);
+                if self.settings.advertise_listen_addresses {
+                    let listening: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
+                    let external: Vec<Multiaddr> =
+                        self.swarm.external_addresses().cloned().collect();
+                    addresses::advertise(&address, &listening, &external, &mut self.actions);
+                }
+                if let Some((_, reply)) = self.in_flight.listens.remove(&listener_id) {
+                    let _ = reply.send(Ok(address.clone()));
+                }
+                self.actions.emit(Event::Listening { address });
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.actions
+                    .push(Action::RemoveExternalAddress(address.clone()));
+                self.actions.emit(Event::ListenAddressExpired { address });
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                self.in_flight.listeners.remove(&listener_id);
+                if let Some((address, reply)) = self.in_flight.listens.remove(&listener_id) {
+                    let error = match reason {
+                        Ok(()) => ListenError::Closed { address },
+                        Err(error) => ListenError::Failed {
+                            address,
+                            source: Arc::new(error),
+                        },
+                    };
+                    let _ = reply.send(Err(error));
+                }
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                tracing::warn!(%error, "listener error");
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if let Some((_, reply)) = self.in_flight.dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+                self.addresses.on_connected(peer_id, &endpoint);
+                if num_established.get() == 1 {
+                    let (address, inbound) = match endpoint {
+                        ConnectedPoint::Dialer { address, .. } => (address, false),
+                        ConnectedPoint::Listener { send_back_addr, .. } => (send_back_addr, true),
+                    };
+                    self.actions.emit(Event::PeerConnected {
+                        peer: peer_id,
+                        address,
+                        inbound,
+                    });
+                }
+                self.joining.on_connected(peer_id, &mut self.actions);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                if num_established > 0 {
+                    return;
+                }
+                tracing::debug!(peer = %peer_id, ?cause, "disconnected");
+                self.addresses.on_disconnected(&peer_id);
+                self.actions.emit(Event::PeerDisconnected { peer: peer_id });
+                self.links.on_disconnected(peer_id, now, &mut self.actions);
+                self.joining
+                    .on_disconnected(peer_id, now, &mut self.actions);
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                let error = Arc::new(error);
+                if let Some((address, reply)) = self.in_flight.dials.remove(&connection_id) {
+                    let _ = reply.send(Err(DialError::Failed {
+                        address,
+                        source: error.clone(),
+                    }));
+                }
+                if let Some(peer) = peer_id
+                    && !self.swarm.is_connected(&peer)
+                {
+                    self.on_dial_failed(peer, &error, now);
+                }
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                tracing::debug!(%error, "inbound connection failed");
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_dial_failed(&mut self, peer: PeerId, error: &DialFailure, now: Instant) {
+        let others_connected = self.swarm.connected_peers().next().is_some();
+        self.joining
+            .on_dial_failed(peer, error, others_connected, now, &mut self.actions);
+    }
+
+    fn on_kad_event(&mut self, event: kad::Event, now: Instant) {
+        match event {
+            kad::Event::OutboundQueryProgressed {
+                id,
+                result,
+                stats,
+                step,
+            } => {
+                let stats = QueryStats::from(&stats);
+                if let Some(outcome) =
+                    self.queries
+                        .on_progress(id, result, stats, step.last, &mut self.actions)
+                {
+                    self.on_outcome(outcome, now);
+                }
+            }
+            kad::Event::InboundRequest { request } => {
+                let store = self.swarm.behaviour_mut().kad.store_mut();
+                if let Some(event) = store.accept(request) {
+                    self.actions.emit(event);
+                }
+            }
+            kad::Event::RoutingUpdated {
+                peer,
+                is_new_peer,
+                bucket_range,
+                ..
+            } => self.actions.emit(Event::RoutingUpdated {
+                peer,
+                bucket: bucket_range.0.ilog2().unwrap_or(0),
+                new_peer: is_new_peer,
+            }),
+            kad::Event::ModeChanged { new_mode } => {
+                tracing::info!(mode = %new_mode, "DHT mode changed")
+            }
+            _ => {}
+        }
+    }
+
+    /// The role's own discovery found members: the links act on them.
+    pub(super) fn on_found(&mut self, found: discovery::Found, now: Instant) {
+        let Self {
+            swarm,
+            links,
+            actions,
+            ..
+        } = self;
+        links.on_discovered(found, now, |peer| swarm.is_connected(peer), actions);
+    }
+
+    fn on_namespace_event(
+        &mut self,
+        event: request_response::Event<NamespaceRequest, NamespaceResponse>,
+        now: Instant,
+    ) {
+        use request_response::{Event as RrEvent, Message};
+        match event {
+            RrEvent::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let (response, accepted) = match request {
+                    NamespaceRequest::Hello(hello) => {
+                        let registered = self.membership.contains(&hello.namespace);
+                        (self.links.answer(registered), registered.then_some(hello))
+                    }
+                    NamespaceRequest::Members { namespace } => {
+                        let members =
+                            stored_members(&mut self.swarm, self.settings.local, &namespace, now);
+                        (NamespaceResponse::Members(members), None)
+                    }
+                };
+                let sent = self
+                    .swarm
+                    .behaviour_mut()
+                    .namespace
+                    .send_response(channel, response);
+                if let (Ok(()), Some(hello)) = (sent, accepted) {
+                    self.links.on_accepted(peer, hello, &mut self.actions);
+                }
+            }
+            RrEvent::Message {
+                peer,
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => match self.in_flight.requests.remove(&request_id) {
+                Some(Purpose::Members(discovery)) => {
+                    let members = match response {
+                        NamespaceResponse::Members(members) => Some(members),
+                        _ => {
+                            tracing::debug!(%peer, "answered a members request with something else");
+                            None
+                        }
+                    };
+                    self.on_members(discovery, members, now);
+                }
+                Some(Purpose::Handshake(handshake)) => {
+                    self.links
+                        .on_answer(peer, handshake, &response, now, &mut self.actions)
+                }
+                None => {}
+            },
+            RrEvent::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => match self.in_flight.requests.remove(&request_id) {
+                Some(Purpose::Members(discovery)) => {
+                    tracing::debug!(%peer, %error, "members request failed");
+                    self.on_members(discovery, None, now);
+                }
+                Some(Purpose::Handshake(handshake)) => {
+                    self.links
+                        .on_failure(peer, handshake, error, now, &mut self.actions)
+                }
+                None => {}
+            },
+            RrEvent::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound namespace request failed");
+            }
+            RrEvent::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_members(
+        &mut self,
+        id: discovery::DiscoveryId,
+        members: Option<Vec<PeerAddresses>>,
+        now: Instant,
+    ) {
+        let Self {
+            swarm,
+            discovery,
+            addresses,
+            ..
+        } = self;
+        let known = |peer: &PeerId| known_addresses(swarm, addresses, peer);
+        if let Some(found) = discovery.on_members(id, members, known) {
+            self.on_found(found, now);
+        }
+    }
+}

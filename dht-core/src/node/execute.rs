@@ -1,0 +1,115 @@
+//! The node loop carrying out what the parts decided ([`Action`]s), in
+//! order. This is the only place that acts on the swarm.
+
+use std::sync::Arc;
+
+use libp2p::{
+    kad::{self, QueryId},
+    swarm::{
+        DialError as SwarmDialError,
+        dial_opts::{DialOpts, PeerCondition},
+    },
+};
+use web_time::Instant;
+
+use super::{
+    Node,
+    action::{Action, Query},
+    queries::{Pending, StartError},
+};
+use crate::record::{Store, StoreError};
+
+impl Node {
+    /// Carries out every queued action; an action may queue more.
+    pub(super) fn carry_out_actions(&mut self) {
+        while let Some(action) = self.actions.pop() {
+            self.carry_out(action);
+        }
+    }
+
+    fn carry_out(&mut self, action: Action) {
+        let behaviour = self.swarm.behaviour_mut();
+        match action {
+            Action::Emit(event) => self.subscribers.publish(&event),
+            Action::Dial { peer, addresses } => {
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(addresses)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                match self.swarm.dial(opts) {
+                    // Another dial of this peer is under way; its outcome counts.
+                    Ok(()) | Err(SwarmDialError::DialPeerConditionFalse(_)) => {}
+                    Err(error) => self.on_dial_failed(peer, &Arc::new(error), Instant::now()),
+                }
+            }
+            Action::Pin(peer) => behaviour.keep_alive.pin(peer),
+            Action::Unpin(peer) => {
+                // Bootstrap peers stay pinned for as long as the node runs.
+                if !self.joining.is_bootstrap_peer(&peer) {
+                    behaviour.keep_alive.unpin(&peer);
+                }
+            }
+            Action::AddAddress { peer, address } => {
+                behaviour.kad.add_address(&peer, address);
+            }
+            Action::RemovePeer(peer) => {
+                if behaviour.kad.remove_peer(&peer).is_some() {
+                    tracing::debug!(%peer, "removed an unreachable peer from the routing table");
+                }
+            }
+            Action::AddExternalAddress(address) => self.swarm.add_external_address(address),
+            Action::RemoveExternalAddress(address) => self.swarm.remove_external_address(&address),
+            Action::Query { query, pending } => self.start_query(query, pending),
+            Action::FinishQuery(id) => finish_query(&mut behaviour.kad, id),
+            Action::StopProviding(key) => behaviour.kad.stop_providing(&key),
+            Action::Request {
+                peer,
+                addresses,
+                request,
+                purpose,
+            } => {
+                let id = behaviour
+                    .namespace
+                    .send_request_with_addresses(&peer, request, addresses);
+                self.in_flight.requests.insert(id, purpose);
+            }
+        }
+    }
+
+    fn start_query(&mut self, query: Query, pending: Pending) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let started = match query {
+            Query::GetRecord(key) => Ok(kad.get_record(key)),
+            // The store is asked first, for its reasons if it refuses;
+            // Kademlia then stores the same record again under the same key
+            // (which cannot fail) and sends it out.
+            Query::PutRecord(record, quorum) => match kad.store_mut().insert(record.clone()) {
+                Ok(()) => {
+                    let max = kad.store_mut().limits().max_records;
+                    kad.put_record(record, quorum)
+                        .map_err(|_| StartError::Store(StoreError::Full { max }))
+                }
+                Err(error) => Err(StartError::Store(error)),
+            },
+            Query::ClosestPeers(key) => Ok(kad.get_n_closest_peers(key, self.settings.k)),
+            Query::Provide(key) => kad
+                .start_providing(key)
+                .map_err(|_| StartError::ProvideRefused),
+            Query::Bootstrap => kad.bootstrap().map_err(|_| StartError::NoKnownPeers),
+        };
+        match started {
+            Ok(id) => self.queries.track(id, pending),
+            Err(error) => {
+                if let Some(outcome) = self.queries.on_start_failed(pending, error) {
+                    self.on_outcome(outcome, Instant::now());
+                }
+            }
+        }
+    }
+}
+
+fn finish_query(kad: &mut kad::Behaviour<Store>, id: QueryId) {
+    if let Some(mut query) = kad.query_mut(&id) {
+        query.finish();
+    }
+}

@@ -1,0 +1,383 @@
+//! The node: a loop that feeds the swarm's events and the handle's commands
+//! to the parts below, and carries out what they decide.
+//!
+//! Each part holds one concern's state and decides without I/O: it takes
+//! inputs and `now`, and pushes [`Action`]s into a queue this loop drains.
+//!
+//! | part | concern |
+//! |---|---|
+//! | [`joining`] | bootstrap peers, reconnection backoff, routing-table refreshes, unreachable peers |
+//! | [`queries`] | Kademlia queries in flight and what their results mean |
+//! | [`membership`] | this node's namespace registrations |
+//! | [`discovery`] | finding a namespace's members |
+//! | [`links`] | namespace handshakes, heartbeats and retries |
+//! | [`addresses`] | which addresses are dialable, enter the routing table, or are announced |
+//! | [`snapshot`] | routing table, records, registrations and report for callers |
+//! | [`subscribers`] | event subscribers with bounded queues |
+//!
+//! The loop itself reads in four files: this one (its state, start-up, the
+//! run loop, timers), `events.rs` (swarm events into the parts),
+//! `commands.rs` (the handle's commands) and `execute.rs` (carrying out the
+//! actions: the only code that acts on the swarm).
+//!
+//! [`Node::run`] is a plain future. It needs no runtime of its own: the host
+//! spawns it on whatever executor it has (tokio, wasm-bindgen-futures, a
+//! `futures` thread pool) and injects the transport through the swarm.
+
+mod action;
+mod addresses;
+mod commands;
+mod discovery;
+mod events;
+mod execute;
+mod joining;
+mod links;
+mod membership;
+mod queries;
+mod snapshot;
+mod subscribers;
+
+use std::{
+    collections::{HashMap, HashSet},
+    future::poll_fn,
+    num::NonZeroUsize,
+    sync::Arc,
+    task::Poll,
+    time::Duration,
+};
+
+use futures::{FutureExt, StreamExt, channel::mpsc};
+use futures_timer::Delay;
+use libp2p::{
+    Multiaddr, PeerId, Swarm,
+    core::transport::ListenerId,
+    request_response::OutboundRequestId,
+    swarm::{ConnectionId, SwarmEvent},
+};
+use web_time::Instant;
+
+use self::{
+    action::{Actions, Purpose},
+    addresses::Addresses,
+    discovery::Discovery,
+    joining::Joining,
+    links::Links,
+    membership::Membership,
+    queries::{Outcome, Queries},
+    subscribers::Subscribers,
+};
+use crate::{
+    behaviour::{Behaviour, BehaviourEvent},
+    config::Config,
+    error::{DialError, ListenError},
+    handle::{Command, EventStream, NodeHandle, PeerAddresses, Reply},
+    namespace::Namespace,
+    role::{Role, RoleKind},
+};
+
+/// How often expired records and registrations are dropped from memory.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A DHT node: a swarm running [`Behaviour`], driven by [`Node::run`].
+#[allow(missing_debug_implementations)]
+pub struct Node {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    settings: Settings,
+    joining: Joining,
+    queries: Queries,
+    membership: Membership,
+    discovery: Discovery,
+    links: Links,
+    addresses: Addresses,
+    subscribers: Subscribers,
+    actions: Actions,
+    in_flight: InFlight,
+    timer: Timer,
+    next_prune: Instant,
+    poll_round: u8,
+    stopping: Option<Reply<()>>,
+}
+
+/// What the loop itself needs from the configuration and the role.
+struct Settings {
+    local: PeerId,
+    role: RoleKind,
+    k: NonZeroUsize,
+    advertise_listen_addresses: bool,
+    started: Instant,
+}
+
+/// What the swarm owes an answer for, by the id it handed out.
+#[derive(Default)]
+struct InFlight {
+    requests: HashMap<OutboundRequestId, Purpose>,
+    dials: HashMap<ConnectionId, (Multiaddr, Reply<Result<PeerId, DialError>>)>,
+    listens: HashMap<ListenerId, (Multiaddr, Reply<Result<Multiaddr, ListenError>>)>,
+    listeners: HashSet<ListenerId>,
+}
+
+/// The one timer of the loop, armed for the earliest deadline of the parts.
+struct Timer {
+    delay: Delay,
+    at: Instant,
+}
+
+/// One thing the run loop woke up for; it lives for one iteration only, so
+/// its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    Command(Option<Command>),
+    Swarm(SwarmEvent<BehaviourEvent>),
+    Tick,
+}
+
+impl Node {
+    /// Wraps a swarm built with [`Behaviour::new`] from the same `config`.
+    /// Returns the node, to be run with [`Node::run`], and a handle to it.
+    /// Hosts usually call [`crate::start`], which also spawns it.
+    pub fn new(mut swarm: Swarm<Behaviour>, config: &Config, role: &Role) -> (Self, NodeHandle) {
+        let now = Instant::now();
+        let local = *swarm.local_peer_id();
+        swarm
+            .behaviour_mut()
+            .kad
+            .set_mode(role.kad_mode(config.server_mode));
+        let joining = Joining::new(
+            &config.bootstrap_peers,
+            config.reconnect_initial_delay,
+            config.reconnect_max_delay,
+            now,
+        );
+        for (peer, address) in joining.seeds() {
+            swarm.behaviour_mut().kad.add_address(&peer, address);
+        }
+        let mut actions = Actions::default();
+        let mut membership = Membership::default();
+        if let Some(namespace) = role.namespace() {
+            // Stored locally at once; announced again once joined.
+            membership.register(namespace.clone(), None, &mut actions);
+        }
+        let mut discovery =
+            Discovery::new(local, role.discovers().cloned(), config.discover_interval);
+        if !joining.has_bootstrap_peers() {
+            // The first node of a network has nobody to join through.
+            discovery.on_joined(now);
+        }
+
+        let (command_tx, command_rx) = mpsc::channel(config.command_buffer);
+        let handle = NodeHandle::new(local, command_tx, Arc::new(config.store_limits.clone()));
+        let node = Self {
+            swarm,
+            commands: command_rx,
+            settings: Settings {
+                local,
+                role: role.kind(),
+                k: config.replication_factor,
+                advertise_listen_addresses: config.advertise_listen_addresses,
+                started: now,
+            },
+            joining,
+            queries: Queries::default(),
+            membership,
+            discovery,
+            links: Links::new(
+                local,
+                role.kind(),
+                config.discover_interval,
+                config.heartbeat_interval,
+                now,
+            ),
+            addresses: Addresses::new(config.kad_protocol.clone(), config.max_addresses_per_peer),
+            subscribers: Subscribers::new(config.event_buffer),
+            actions,
+            in_flight: InFlight::default(),
+            timer: Timer {
+                delay: Delay::new(Duration::ZERO),
+                at: now,
+            },
+            next_prune: now + PRUNE_INTERVAL,
+            poll_round: 0,
+            stopping: None,
+        };
+        (node, handle)
+    }
+
+    /// A stream of events from the very start, for callers that must not miss
+    /// the first ones (such as [`Event::Bootstrapped`]). Call before [`run`](Self::run).
+    pub fn subscribe(&mut self) -> EventStream {
+        self.subscribers.subscribe()
+    }
+
+    /// This node's peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.settings.local
+    }
+
+    /// Runs the node until [`NodeHandle::shutdown`] is called or every handle
+    /// is dropped.
+    pub async fn run(mut self) {
+        tracing::info!(peer = %self.settings.local, role = %self.settings.role, "node starting");
+        self.on_tick(Instant::now());
+        loop {
+            self.carry_out_actions();
+            if self.stopping.is_some() {
+                break;
+            }
+            self.rearm_timer();
+            let step = poll_fn(|cx| {
+                // Take turns, so that no source can starve the others.
+                self.poll_round = (self.poll_round + 1) % 3;
+                for source in 0..3 {
+                    match (self.poll_round + source) % 3 {
+                        0 => {
+                            if let Poll::Ready(command) = self.commands.poll_next_unpin(cx) {
+                                return Poll::Ready(Step::Command(command));
+                            }
+                        }
+                        1 => {
+                            if let Poll::Ready(Some(event)) = self.swarm.poll_next_unpin(cx) {
+                                return Poll::Ready(Step::Swarm(event));
+                            }
+                        }
+                        _ => {
+                            if self.timer.delay.poll_unpin(cx).is_ready() {
+                                return Poll::Ready(Step::Tick);
+                            }
+                        }
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            let now = Instant::now();
+            match step {
+                Step::Command(Some(command)) => self.on_command(command, now),
+                Step::Command(None) => break,
+                Step::Swarm(event) => self.on_swarm_event(event, now),
+                Step::Tick => self.on_tick(now),
+            }
+        }
+        tracing::info!(peer = %self.settings.local, "node stopped");
+        let reply = self.stopping.take();
+        // Not every transport frees its address when dropped (the memory
+        // transport keeps the port taken), so close listeners explicitly.
+        for listener in std::mem::take(&mut self.in_flight.listeners) {
+            self.swarm.remove_listener(listener);
+        }
+        // Close listeners and connections before confirming, so that a
+        // successor can take over the same address at once.
+        drop(self);
+        if let Some(reply) = reply {
+            let _ = reply.send(());
+        }
+    }
+
+    fn rearm_timer(&mut self) {
+        let deadline = [
+            Some(self.next_prune),
+            Some(self.links.next_deadline()),
+            self.joining.next_deadline(),
+            self.discovery.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.next_prune);
+        if deadline != self.timer.at {
+            self.timer.at = deadline;
+            self.timer
+                .delay
+                .reset(deadline.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    fn on_tick(&mut self, now: Instant) {
+        if now >= self.next_prune {
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .store_mut()
+                .prune_expired(now);
+            self.next_prune = now + PRUNE_INTERVAL;
+        }
+        let Self {
+            swarm,
+            joining,
+            discovery,
+            links,
+            actions,
+            settings,
+            ..
+        } = self;
+        joining.poll(now, |peer| swarm.is_connected(peer), actions);
+        discovery.poll(
+            now,
+            |namespace| stored_members(swarm, settings.local, namespace, now),
+            actions,
+        );
+        links.poll(now, actions);
+        // A timer that fired for nothing (its deadline moved) must be re-armed.
+        self.timer.at = now;
+    }
+
+    /// The node (re)joined the network.
+    fn on_joined(&mut self, now: Instant) {
+        self.membership.on_joined(&mut self.actions);
+        self.discovery.on_joined(now);
+    }
+
+    /// A query of another part finished.
+    fn on_outcome(&mut self, outcome: Outcome, now: Instant) {
+        match outcome {
+            Outcome::Holders {
+                discovery,
+                holders,
+                timed_out,
+            } => {
+                let Self {
+                    swarm,
+                    discovery: part,
+                    addresses,
+                    actions,
+                    ..
+                } = self;
+                let known = |peer: &PeerId| known_addresses(swarm, addresses, peer);
+                if let Some(found) = part.on_holders(discovery, holders, timed_out, known, actions)
+                {
+                    self.on_found(found, now);
+                }
+            }
+            Outcome::Refreshed => {
+                let size = snapshot::routing_table_size(&mut self.swarm.behaviour_mut().kad);
+                self.joining.on_refreshed(size, &mut self.actions);
+                self.on_joined(now);
+            }
+            Outcome::RefreshImpossible => self.joining.on_refresh_impossible(),
+            Outcome::RegistrationRefused(namespace) => self.membership.on_refused(&namespace),
+        }
+    }
+}
+
+/// The registrations of `namespace` this node holds, its own with its
+/// current external addresses.
+fn stored_members(
+    swarm: &mut Swarm<Behaviour>,
+    local: PeerId,
+    namespace: &Namespace,
+    now: Instant,
+) -> Vec<PeerAddresses> {
+    let external: Vec<Multiaddr> = swarm.external_addresses().cloned().collect();
+    let store = swarm.behaviour_mut().kad.store_mut();
+    discovery::stored_members(store, namespace, local, &external, now)
+}
+
+/// Every address this node knows for `peer`.
+fn known_addresses(
+    swarm: &mut Swarm<Behaviour>,
+    addresses: &Addresses,
+    peer: &PeerId,
+) -> Vec<Multiaddr> {
+    let routing = snapshot::routing_addresses(&mut swarm.behaviour_mut().kad, peer);
+    addresses.known(peer, routing)
+}

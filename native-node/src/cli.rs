@@ -36,7 +36,8 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 
     /// Print JSON lines on stdout (start-up addresses, events, reports,
-    /// results) instead of text, for scripts and tests.
+    /// results, and a failure's `{"ok": false, "error": {"code",
+    /// "message"}}`) instead of text, for scripts and tests.
     #[arg(long, global = true)]
     pub(crate) json: bool,
 }
@@ -281,8 +282,10 @@ pub(crate) enum ClientOperation {
     /// Keep running as an ordinary DHT node until stopped.
     Run,
     /// Keep running and answer requests from stdin, one per line, with one
-    /// JSON line each on stdout: `get KEY`, `put KEY VALUE`, `closest KEY`,
-    /// `discover NAMESPACE`, `register NAMESPACE`, `report`, `quit`.
+    /// JSON answer each on stdout (`{"ok": true, "record": …}` or `{"ok":
+    /// false, "error": {"code", "message"}}`): `get KEY`, `put KEY VALUE`,
+    /// `closest KEY`, `discover NAMESPACE`, `register NAMESPACE`,
+    /// `unregister NAMESPACE`, `report`, `quit`.
     Serve,
 }
 

@@ -204,7 +204,7 @@ impl Node {
     }
 
     /// A stream of events from the very start, for callers that must not miss
-    /// the first ones (such as [`Event::Bootstrapped`]). Call before [`run`](Self::run).
+    /// the first ones (such as [`crate::Event::Bootstrapped`]). Call before [`run`](Self::run).
     pub fn subscribe(&mut self) -> EventStream {
         self.subscribers.subscribe()
     }

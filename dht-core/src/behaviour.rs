@@ -13,14 +13,14 @@ use libp2p::{
 
 use crate::{
     config::{Config, IDENTIFY_PROTOCOL_VERSION},
-    keep_alive,
+    ip_limits, keep_alive,
     namespace::{NAMESPACE_PROTOCOL, NamespaceCodec},
     record::Store,
 };
 
 /// Kademlia with a bounded record store, identify (wired to Kademlia by the
 /// [`crate::Node`]), ping, the namespace handshake, pinned connections and
-/// connection limits.
+/// connection limits (in total, inbound, per peer and per IP address).
 ///
 /// Hosts build it inside `SwarmBuilder::with_behaviour` with
 /// [`Behaviour::new`] and hand the swarm to [`crate::Node::new`].
@@ -28,6 +28,7 @@ use crate::{
 #[allow(missing_debug_implementations)]
 pub struct Behaviour {
     pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) ip_limits: ip_limits::Behaviour,
     pub(crate) kad: kad::Behaviour<Store>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
@@ -73,17 +74,18 @@ impl Behaviour {
                 .with_max_concurrent_streams(64),
         );
 
+        let bounds = &config.connection_limits;
         let limits = connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
-                .with_max_established(Some(config.connection_limits.max_established))
-                .with_max_established_per_peer(Some(
-                    config.connection_limits.max_established_per_peer,
-                ))
-                .with_max_pending_incoming(Some(config.connection_limits.max_pending_incoming)),
+                .with_max_established(Some(bounds.max_established))
+                .with_max_established_incoming(Some(bounds.max_established_incoming))
+                .with_max_established_per_peer(Some(bounds.max_established_per_peer))
+                .with_max_pending_incoming(Some(bounds.max_pending_incoming)),
         );
 
         Self {
             limits,
+            ip_limits: ip_limits::Behaviour::new(bounds.max_incoming_per_ip, bounds.limit_loopback),
             kad,
             identify,
             ping: ping::Behaviour::new(ping::Config::new().with_interval(config.ping_interval)),

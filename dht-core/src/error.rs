@@ -87,6 +87,17 @@ pub enum ConfigError {
         /// What the record size requires.
         needed: usize,
     },
+    /// The store's byte budget cannot hold the largest record.
+    #[error(
+        "max record bytes ({bytes}) cannot hold the largest record: it needs at least {needed} \
+         bytes (the largest key plus the largest value)"
+    )]
+    RecordBytesTooSmall {
+        /// The budget given.
+        bytes: usize,
+        /// What the largest record needs.
+        needed: usize,
+    },
     /// A bootstrap address without the peer id to verify.
     #[error(
         "bootstrap address {address} does not end in /p2p/<peer id>; the peer id is needed to verify whom we reach"
@@ -105,6 +116,7 @@ impl ErrorCode for ConfigError {
             ConfigError::RefreshNotBeforeTtl { .. } => "refresh-not-before-ttl",
             ConfigError::BackoffOrder { .. } => "backoff-order",
             ConfigError::MessageTooSmall { .. } => "message-too-small",
+            ConfigError::RecordBytesTooSmall { .. } => "record-bytes-too-small",
             ConfigError::BootstrapWithoutPeerId { .. } => "bootstrap-without-peer-id",
         }
     }

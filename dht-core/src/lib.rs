@@ -91,6 +91,7 @@ pub mod error;
 pub mod event;
 mod handle;
 mod host;
+pub mod ip_limits;
 pub mod keep_alive;
 pub mod namespace;
 mod node;

@@ -161,8 +161,10 @@ pub const MAX_MEMBERS_PER_REPLY: usize = 256;
 /// Addresses sent per member at most.
 pub const MAX_ADDRESSES_PER_MEMBER: usize = 8;
 
-/// Longest peer id or address accepted on the wire, in bytes.
-const MAX_ITEM_LEN: usize = 255;
+/// Longest address, in bytes, this node keeps or sends for a peer: what
+/// peers report longer (in identify, registrations or members replies) is
+/// dropped. It also bounds peer ids on the wire.
+pub const MAX_ADDRESS_LEN: usize = 255;
 
 /// Wire format of the namespace protocol, bounded on every read. Every
 /// message starts with a version byte and a kind byte.
@@ -260,7 +262,7 @@ async fn read_members<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<Vec<PeerAd
 fn write_members(message: &mut Vec<u8>, members: &[PeerAddresses]) {
     let members: Vec<&PeerAddresses> = members
         .iter()
-        .filter(|m| m.peer_id.to_bytes().len() <= MAX_ITEM_LEN)
+        .filter(|m| m.peer_id.to_bytes().len() <= MAX_ADDRESS_LEN)
         .take(MAX_MEMBERS_PER_REPLY)
         .collect();
     let count = u16::try_from(members.len()).unwrap_or(u16::MAX);
@@ -273,7 +275,7 @@ fn write_members(message: &mut Vec<u8>, members: &[PeerAddresses]) {
             .addresses
             .iter()
             .map(|a| a.to_vec())
-            .filter(|a| a.len() <= MAX_ITEM_LEN)
+            .filter(|a| a.len() <= MAX_ADDRESS_LEN)
             .take(MAX_ADDRESSES_PER_MEMBER)
             .collect();
         message.push(addresses.len() as u8);

@@ -4,7 +4,7 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use dht_core::{
-    Config, ConfigBuilder, Namespace,
+    Config, ConfigBuilder, ConnectionLimits, Namespace,
     libp2p::{Multiaddr, PeerId},
 };
 use native_node::ListenSet;
@@ -132,6 +132,17 @@ pub(crate) struct NodeArgs {
     /// How long an idle connection stays open.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
     pub(crate) idle_timeout: Duration,
+
+    /// Inbound connections one IPv4 address (or IPv6 /64) may hold, pending
+    /// or open, however many peer ids it uses.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_connections_per_ip: u32,
+
+    /// Apply --max-connections-per-ip to connections from this host
+    /// (loopback) too; they are exempt by default, so that local networks
+    /// of many nodes work.
+    #[arg(long)]
+    pub(crate) limit_loopback: bool,
 }
 
 impl NodeArgs {
@@ -156,6 +167,11 @@ impl NodeArgs {
             .namespace_ttl(self.namespace_ttl)
             .namespace_refresh_interval(self.namespace_refresh)
             .idle_connection_timeout(self.idle_timeout)
+            .connection_limits(ConnectionLimits {
+                max_incoming_per_ip: self.max_connections_per_ip,
+                limit_loopback: self.limit_loopback,
+                ..ConnectionLimits::default()
+            })
             .agent_version(concat!("ns-dht-native/", env!("CARGO_PKG_VERSION")))
     }
 
@@ -188,6 +204,12 @@ pub(crate) struct BootstrapArgs {
     /// Do not serve the browser page.
     #[arg(long, conflicts_with = "http_port")]
     pub(crate) no_http: bool,
+
+    /// Let clients on other hosts use the HTTP API (/api/record runs DHT
+    /// lookups, /status.json shows this node's view). By default only
+    /// clients on this host may.
+    #[arg(long, conflicts_with = "no_http")]
+    pub(crate) open_api: bool,
 
     /// The directory served over HTTP (the page, with the wasm package
     /// built into its pkg/ by scripts/run.sh).

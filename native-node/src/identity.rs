@@ -148,23 +148,45 @@ fn write_new(path: &Path, keypair: &Keypair) -> io::Result<()> {
     write_private(path, &bytes)
 }
 
-/// Creates `path` (and its directory) readable by the owner only.
+/// Creates `path` (and its directory) readable by the owner only, whole
+/// or not at all: the bytes go to a temporary file beside it, which is
+/// synced and then linked into place, so a crash or a full disk mid-write
+/// leaves no truncated key behind. An existing `path` is never replaced.
 fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(dir)?;
     }
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
+    let mut temporary_name = std::ffi::OsString::from(".");
+    temporary_name.push(name);
+    temporary_name.push(format!(".{}.tmp", std::process::id()));
+    let temporary = path.with_file_name(temporary_name);
     let mut options = fs::OpenOptions::new();
-    // `create_new`: never truncate a key that appeared in the meantime.
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    let written = options.open(&temporary).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    // A hard link never replaces an existing file: a key that appeared in
+    // the meantime stays.
+    let placed = written.and_then(|()| fs::hard_link(&temporary, path));
+    let _ = fs::remove_file(&temporary);
+    placed?;
+    // The new name must reach the disk too.
+    #[cfg(unix)]
+    if let Some(dir) = dir {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn warn_if_exposed(path: &Path) {
@@ -247,6 +269,37 @@ mod tests {
                 "{garbage:?}: {error}"
             );
         }
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Regression: the key was written in place, so a crash or a full disk
+    /// mid-write left a truncated file that every later start refused.
+    #[test]
+    fn a_key_is_written_whole_and_a_crashed_write_leaves_nothing_in_the_way() {
+        let dir = temp_dir("atomic");
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("identity.key");
+        // What a write cut short by a crash leaves: a partial temporary file.
+        fs::write(dir.join(".identity.key.999999.tmp"), b"\x08\x01\x12").unwrap();
+        let (first, created) = load_or_create(&path).unwrap();
+        assert!(created);
+        let (second, _) = load_or_create(&path).unwrap();
+        assert_eq!(first.public().to_peer_id(), second.public().to_peer_id());
+        let names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains(&std::process::id().to_string())),
+            "our own temporary file is gone: {names:?}"
+        );
+        // An existing key is never replaced.
+        assert_eq!(
+            write_private(&path, b"another").unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -94,3 +94,31 @@ pub fn with_p2p(address: Multiaddr, peer: PeerId) -> Multiaddr {
         address.with(Protocol::P2p(peer))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dht_core::ErrorCode;
+
+    use super::*;
+
+    /// Regression: a panic in the node task ended the process with status
+    /// 0, so a supervisor never restarted it.
+    #[tokio::test]
+    async fn a_crashed_node_task_is_an_error_with_its_code() {
+        crate::transport::install_crypto_provider();
+        let keypair = Keypair::generate_ed25519();
+        let config = Config::default();
+        let certificate = transport::new_certificate().expect("a certificate");
+        let swarm = transport::swarm(keypair, &config, certificate)
+            .await
+            .expect("a swarm");
+        // The node's task is replaced by one that panics, as a bug would.
+        let node = dht_core::start(swarm, &config, &Role::ClientHelper, |task| {
+            drop(task);
+            tokio::spawn(async { panic!("a bug in the node") })
+        });
+        let error = stop(node).await.expect_err("the crash is reported");
+        assert!(matches!(error, NodeError::Crashed(_)));
+        assert_eq!(error.code(), "node-crashed");
+    }
+}

@@ -116,6 +116,7 @@ pub(crate) async fn bootstrap(args: BootstrapArgs, output: Output) -> Result<(),
             root: args.www.clone(),
             node: node.handle.clone(),
             addresses: addresses.clone(),
+            open_api: args.open_api,
         };
         let bind = SocketAddr::new(args.node.ip, args.http_port);
         match http::bind(bind, site).await {

@@ -3,16 +3,22 @@
 //! book of what peers said about themselves.
 //!
 //! What a peer says about itself is trusted no further than this: an
-//! address must be dialable at all ([`is_dialable`]), loopback addresses are
-//! kept only for peers that reached us over loopback (to anyone else they
-//! name our own machine), and only peers that speak our Kademlia protocol
-//! enter the routing table.
+//! address must be dialable at all ([`is_dialable`]) and at most
+//! [`MAX_ADDRESS_LEN`] bytes, in a range this node is on ([`Reach`]);
+//! loopback addresses are kept only for peers that reached us over loopback
+//! (to anyone else they name our own machine); only peers that speak our
+//! Kademlia protocol enter the routing table, with at most
+//! `max_addresses_per_peer` addresses however often they push new ones.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use libp2p::{Multiaddr, PeerId, StreamProtocol, core::ConnectedPoint, multiaddr::Protocol};
 
-use super::action::{Action, Actions};
+use super::{
+    action::{Action, Actions},
+    reach::Reach,
+};
+use crate::namespace::MAX_ADDRESS_LEN;
 
 /// Peers whose self-reported addresses are remembered at most.
 pub(crate) const ADDRESS_BOOK_CAPACITY: usize = 4096;
@@ -26,6 +32,10 @@ pub(crate) struct Addresses {
     book: AddressBook,
     /// Connected peers that reached us over loopback, i.e. from this host.
     loopback_peers: HashSet<PeerId>,
+    /// The networks this node listens on.
+    listening: Reach,
+    /// The networks a connection has worked over.
+    connected: Reach,
     kad_protocol: StreamProtocol,
     max_per_peer: usize,
 }
@@ -37,14 +47,27 @@ impl Addresses {
         Self {
             book: AddressBook::new(ADDRESS_BOOK_CAPACITY),
             loopback_peers: HashSet::new(),
+            listening: Reach::default(),
+            connected: Reach::default(),
             kad_protocol,
             max_per_peer,
         }
     }
 
+    /// The node now listens on `listening`: the ranges it may dial change.
+    pub(crate) fn on_listening(&mut self, listening: &[Multiaddr]) {
+        self.listening = Reach::of(listening);
+    }
+
+    /// The kinds of network this node is on.
+    pub(crate) fn reach(&self) -> Reach {
+        self.listening.union(self.connected)
+    }
+
     /// A connection to `peer` opened: remember whether it is on this host,
     /// and the address that worked if we dialed it.
     pub(crate) fn on_connected(&mut self, peer: PeerId, endpoint: &ConnectedPoint) {
+        self.connected = self.connected.with(endpoint.get_remote_address());
         if is_loopback(endpoint.get_remote_address()) {
             self.loopback_peers.insert(peer);
         }
@@ -60,23 +83,28 @@ impl Addresses {
 
     /// `peer` told us (identify) where it listens and what it speaks. Its
     /// plausible addresses go to the book, and to the routing table if it
-    /// serves our DHT.
+    /// serves our DHT, beside the ones the table already `held` for it, up
+    /// to the limit per peer.
     pub(crate) fn on_identify(
         &mut self,
         peer: PeerId,
         listen_addresses: Vec<Multiaddr>,
         protocols: &[StreamProtocol],
+        held: &[Multiaddr],
         out: &mut Actions,
     ) {
         let same_host = self.loopback_peers.contains(&peer);
+        let reach = self.reach();
         let addresses: Vec<Multiaddr> = listen_addresses
             .into_iter()
-            .filter(is_dialable)
+            .filter(|a| is_dialable(a) && a.len() <= MAX_ADDRESS_LEN && reach.allows(a))
             .filter(|a| same_host || !is_loopback(a))
             .take(self.max_per_peer)
             .collect();
         if protocols.contains(&self.kad_protocol) {
-            for address in &addresses {
+            let held: Vec<Multiaddr> = held.iter().map(strip_p2p).collect();
+            let room = self.max_per_peer.saturating_sub(held.len());
+            for address in addresses.iter().filter(|a| !held.contains(a)).take(room) {
                 out.push(Action::AddAddress {
                     peer,
                     address: address.clone(),
@@ -129,14 +157,18 @@ pub(crate) fn advertise(
     out.push(Action::AddExternalAddress(address.clone()));
 }
 
-/// Adds the plausible ones of a member's `reported` addresses to `known`,
+/// Adds the plausible ones of a member's `reported` addresses to `known`:
+/// dialable, at most [`MAX_ADDRESS_LEN`] bytes, in a range within `reach`,
 /// without `/p2p/` or duplicates, keeping at most `max`.
 pub(crate) fn merge_member_addresses(
     known: &mut Vec<Multiaddr>,
     reported: &[Multiaddr],
     max: usize,
+    reach: Reach,
 ) {
-    for address in reported.iter().filter(|a| is_dialable(a)).map(strip_p2p) {
+    let plausible =
+        |a: &&Multiaddr| is_dialable(a) && a.len() <= MAX_ADDRESS_LEN && reach.allows(a);
+    for address in reported.iter().filter(plausible).map(strip_p2p) {
         if known.len() >= max {
             break;
         }
@@ -311,7 +343,8 @@ mod tests {
             addr("/ip4/0.0.0.0/tcp/4001"),
             addr("/ip4/127.0.0.1/tcp/4001"),
         ];
-        addresses.on_identify(peer, told.clone(), &[KAD], &mut out);
+        addresses.on_listening(&[addr("/ip4/127.0.0.1/tcp/1")]);
+        addresses.on_identify(peer, told.clone(), &[KAD], &[], &mut out);
         // The unspecified address is dropped; a remote peer's loopback
         // address would lead to our own machine.
         assert_eq!(
@@ -320,7 +353,7 @@ mod tests {
         );
 
         let client = PeerId::random();
-        addresses.on_identify(client, told, &[], &mut out);
+        addresses.on_identify(client, told, &[], &[], &mut out);
         assert!(
             routing_additions(&mut out).is_empty(),
             "a peer that does not serve our DHT stays out of the table"
@@ -337,11 +370,13 @@ mod tests {
         let mut addresses = Addresses::new(KAD, 16);
         let mut out = Actions::default();
         let peer = PeerId::random();
+        addresses.on_listening(&[addr("/ip4/127.0.0.1/tcp/1")]);
         addresses.on_connected(peer, &inbound_from("/ip4/127.0.0.1/tcp/5555"));
         addresses.on_identify(
             peer,
             vec![addr("/ip4/127.0.0.1/tcp/4001")],
             &[KAD],
+            &[],
             &mut out,
         );
         assert_eq!(
@@ -354,6 +389,7 @@ mod tests {
             peer,
             vec![addr("/ip4/127.0.0.1/tcp/4002")],
             &[KAD],
+            &[],
             &mut out,
         );
         assert!(routing_additions(&mut out).is_empty());
@@ -366,8 +402,51 @@ mod tests {
         let many: Vec<Multiaddr> = (1..=10)
             .map(|port| addr(&format!("/ip4/192.0.2.1/tcp/{port}")))
             .collect();
-        addresses.on_identify(PeerId::random(), many, &[KAD], &mut out);
+        addresses.on_identify(PeerId::random(), many, &[KAD], &[], &mut out);
         assert_eq!(routing_additions(&mut out).len(), 2);
+    }
+
+    /// Regression: each identify push added its addresses to the routing
+    /// table's entry, which grew without bound.
+    #[test]
+    fn pushes_cannot_grow_a_routing_entry_past_the_limit() {
+        let mut addresses = Addresses::new(KAD, 4);
+        let mut out = Actions::default();
+        let peer = PeerId::random();
+        let mut held: Vec<Multiaddr> = Vec::new();
+        for push in 0..10u16 {
+            let fresh = vec![
+                addr(&format!("/ip4/192.0.2.1/tcp/{}", 2 * push + 1)),
+                addr(&format!("/ip4/192.0.2.1/tcp/{}", 2 * push + 2)),
+            ];
+            addresses.on_identify(peer, fresh, &[KAD], &held, &mut out);
+            held.extend(routing_additions(&mut out));
+        }
+        assert_eq!(held.len(), 4);
+        // Addresses it holds already are not added again.
+        addresses.on_identify(peer, held.clone(), &[KAD], &held[..2], &mut out);
+        assert_eq!(routing_additions(&mut out), held[2..].to_vec());
+    }
+
+    /// Regression: peers could hand us addresses of any length, and
+    /// addresses of hosts on our own private network.
+    #[test]
+    fn long_addresses_and_ranges_this_node_is_not_on_are_dropped() {
+        let mut addresses = Addresses::new(KAD, 16);
+        let mut out = Actions::default();
+        addresses.on_listening(&[addr("/ip4/192.0.2.7/tcp/4001")]);
+        let long = addr(&format!("/dns4/{}.example/tcp/1", "a".repeat(250)));
+        assert!(long.len() > MAX_ADDRESS_LEN);
+        let told = vec![
+            long,
+            addr("/ip4/10.0.0.1/tcp/22"),
+            addr("/ip4/192.0.2.1/tcp/4001"),
+        ];
+        addresses.on_identify(PeerId::random(), told, &[KAD], &[], &mut out);
+        assert_eq!(
+            routing_additions(&mut out),
+            vec![addr("/ip4/192.0.2.1/tcp/4001")]
+        );
     }
 
     #[test]
@@ -426,10 +505,12 @@ mod tests {
             &[
                 addr(&format!("/ip4/192.0.2.1/tcp/1/p2p/{peer}")),
                 addr("/ip4/0.0.0.0/tcp/2"),
+                addr("/ip4/127.0.0.1/tcp/6379"),
                 addr("/ip4/192.0.2.1/tcp/3"),
                 addr("/ip4/192.0.2.1/tcp/4"),
             ],
             2,
+            Reach::of(&[addr("/ip4/192.0.2.7/tcp/1")]),
         );
         assert_eq!(
             known,

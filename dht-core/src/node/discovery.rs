@@ -19,6 +19,7 @@ use super::{
     action::{Action, Actions, Purpose, Query},
     addresses::{merge_member_addresses, strip_p2p},
     queries::Pending,
+    reach::Reach,
 };
 use crate::{
     error::DiscoverError,
@@ -194,10 +195,12 @@ impl Discovery {
     }
 
     /// A holder answered search `id` with `members`, or failed to (`None`).
+    /// Only addresses within `reach` are kept.
     pub(crate) fn on_members(
         &mut self,
         id: DiscoveryId,
         members: Option<Vec<PeerAddresses>>,
+        reach: Reach,
         known: impl FnMut(&PeerId) -> Vec<Multiaddr>,
     ) -> Option<Found> {
         let search = self.searches.get_mut(&id)?;
@@ -206,7 +209,12 @@ impl Discovery {
                 continue;
             }
             let addresses = search.members.entry(member.peer_id).or_default();
-            merge_member_addresses(addresses, &member.addresses, MAX_ADDRESSES_PER_MEMBER);
+            merge_member_addresses(
+                addresses,
+                &member.addresses,
+                MAX_ADDRESSES_PER_MEMBER,
+                reach,
+            );
         }
         search.awaiting = search.awaiting.saturating_sub(1);
         if search.awaiting == 0 {
@@ -367,6 +375,7 @@ mod tests {
                 member(tab, &[]),
                 member(local, &["/ip4/192.0.2.9/tcp/1"]),
             ]),
+            Reach::default(),
             nothing_known,
         );
         assert!(
@@ -374,7 +383,7 @@ mod tests {
             "one holder still to answer"
         );
         // A holder that fails counts as answered.
-        discovery.on_members(0, None, |peer: &PeerId| {
+        discovery.on_members(0, None, Reach::default(), |peer: &PeerId| {
             assert_eq!(*peer, tab, "only a member without addresses is looked up");
             vec![addr("/ip4/192.0.2.3/tcp/1")]
         });

@@ -11,7 +11,7 @@ use web_time::Instant;
 use super::{
     Node,
     action::{Action, Purpose},
-    addresses, discovery, known_addresses, stored_members,
+    addresses, discovery, known_addresses, snapshot, stored_members,
 };
 use crate::{
     behaviour::BehaviourEvent,
@@ -29,17 +29,23 @@ impl Node {
                 peer_id,
                 info,
                 ..
-            })) => self.addresses.on_identify(
-                peer_id,
-                info.listen_addrs,
-                &info.protocols,
-                &mut self.actions,
-            ),
+            })) => {
+                let held =
+                    snapshot::routing_addresses(&mut self.swarm.behaviour_mut().kad, &peer_id);
+                self.addresses.on_identify(
+                    peer_id,
+                    info.listen_addrs,
+                    &info.protocols,
+                    &held,
+                    &mut self.actions,
+                )
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(_) | BehaviourEvent::Ping(_)) => {}
             SwarmEvent::Behaviour(BehaviourEvent::Namespace(event)) => {
                 self.on_namespace_event(event, now)
             }
             SwarmEvent::Behaviour(BehaviourEvent::Limits(never)) => match never {},
+            SwarmEvent::Behaviour(BehaviourEvent::IpLimits(never)) => match never {},
             SwarmEvent::Behaviour(BehaviourEvent::KeepAlive(never)) => match never {},
             SwarmEvent::NewListenAddr {
                 listener_id,
@@ -47,8 +53,9 @@ impl Node {
             } => {
                 tracing::info!(%address, "listening");
                 self.in_flight.listeners.insert(listener_id);
+                let listening: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
+                self.addresses.on_listening(&listening);
                 if self.settings.advertise_listen_addresses {
-                    let listening: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
                     let external: Vec<Multiaddr> =
                         self.swarm.external_addresses().cloned().collect();
                     addresses::advertise(&address, &listening, &external, &mut self.actions);
@@ -59,6 +66,8 @@ impl Node {
                 self.actions.emit(Event::Listening { address });
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let listening: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
+                self.addresses.on_listening(&listening);
                 self.actions
                     .push(Action::RemoveExternalAddress(address.clone()));
                 self.actions.emit(Event::ListenAddressExpired { address });
@@ -300,7 +309,8 @@ impl Node {
             ..
         } = self;
         let known = |peer: &PeerId| known_addresses(swarm, addresses, peer);
-        if let Some(found) = discovery.on_members(id, members, known) {
+        let reach = addresses.reach();
+        if let Some(found) = discovery.on_members(id, members, reach, known) {
             self.on_found(found, now);
         }
     }

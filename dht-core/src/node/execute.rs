@@ -85,9 +85,13 @@ impl Node {
             // (which cannot fail) and sends it out.
             Query::PutRecord(record, quorum) => match kad.store_mut().insert(record.clone()) {
                 Ok(()) => {
-                    let max = kad.store_mut().limits().max_records;
+                    let limits = kad.store_mut().limits();
+                    let full = StoreError::Full {
+                        max_records: limits.max_records,
+                        max_bytes: limits.max_record_bytes,
+                    };
                     kad.put_record(record, quorum)
-                        .map_err(|_| StartError::Store(StoreError::Full { max }))
+                        .map_err(|_| StartError::Store(full))
                 }
                 Err(error) => Err(StartError::Store(error)),
             },

@@ -1,29 +1,23 @@
-//! Joining the DHT and staying joined: dialing the bootstrap peers and
-//! keeping a pinned connection to each, refreshing the routing table
-//! through them, and dropping peers that cannot be reached.
+//! Joining the DHT and staying joined: dialing the bootstrap peers (on the
+//! schedule of [`super::backoff`]) and keeping a pinned connection to each,
+//! refreshing the routing table through them, and dropping peers that
+//! cannot be reached (by the rule of [`super::unreachable`]).
 //!
-//! Pure state driven by the caller's clock, so the backoff is tested without
-//! waiting. A bootstrap peer that cannot be reached is retried after a delay
-//! that doubles with each failure up to a maximum; one that was connected and
-//! went away is retried after the initial delay. A little jitter, derived from
-//! the peer id, keeps many nodes from redialing a restarted bootstrap at the
-//! same instant. Each new connection to a bootstrap peer starts a refresh: a
-//! bootstrap that restarted knows nobody, and our lookup through it teaches
-//! it the network again.
+//! Each new connection to a bootstrap peer starts a refresh: a bootstrap
+//! that restarted knows nobody, and our lookup through it teaches it the
+//! network again.
 
-use std::{
-    collections::hash_map::DefaultHasher,
-    hash::{Hash, Hasher},
-    time::Duration,
-};
+use std::time::Duration;
 
-use libp2p::{Multiaddr, PeerId, swarm::DialError};
+use libp2p::{Multiaddr, PeerId};
 use web_time::Instant;
 
 use super::{
     action::{Action, Actions, Query},
     addresses::strip_p2p,
+    backoff::BootstrapPeers,
     queries::Pending,
+    unreachable::Unreachable,
 };
 use crate::{error::DialFailure, event::Event, handle::Reply};
 
@@ -31,6 +25,7 @@ use crate::{error::DialFailure, event::Event, handle::Reply};
 #[derive(Debug)]
 pub(crate) struct Joining {
     peers: BootstrapPeers,
+    unreachable: Unreachable,
     /// Refreshes this part started that have not finished.
     refreshing: usize,
     /// Callers waiting for the refreshes under way to finish.
@@ -39,15 +34,18 @@ pub(crate) struct Joining {
 
 impl Joining {
     /// A node that joins through `bootstrap` peers, all to be dialed at
-    /// `now`, retried after `initial` doubling up to `max`.
+    /// `now`, retried after `initial` doubling up to `max`; other peers
+    /// leave the routing table by `unreachable`'s rule.
     pub(crate) fn new(
         bootstrap: &[(PeerId, Multiaddr)],
         initial: Duration,
         max: Duration,
+        unreachable: Unreachable,
         now: Instant,
     ) -> Self {
         Self {
             peers: BootstrapPeers::new(bootstrap, initial, max, now),
+            unreachable,
             refreshing: 0,
             waiters: Vec::new(),
         }
@@ -94,6 +92,7 @@ impl Joining {
 
     /// A connection to `peer` opened.
     pub(crate) fn on_connected(&mut self, peer: PeerId, out: &mut Actions) {
+        self.unreachable.on_connected(&peer);
         if !self.peers.on_connected(&peer) {
             return;
         }
@@ -103,12 +102,10 @@ impl Joining {
         self.refresh(None, out);
     }
 
-    /// A dial of `peer` failed with `error`. A bootstrap peer is dialed
-    /// again later. Any other peer that could not be reached at all leaves
-    /// the routing table, but only while `others_connected` says the fault
-    /// is not our own network's: Kademlia keeps such peers, and every later
-    /// lookup near them would wait for a dial that cannot work; a live peer
-    /// comes back the next time it contacts anyone.
+    /// A dial of `peer` failed with `error`; `others_connected` says
+    /// whether other peers answer. A bootstrap peer is dialed again later
+    /// and stays in the routing table; another peer leaves it once it has
+    /// been unreachable long enough.
     pub(crate) fn on_dial_failed(
         &mut self,
         peer: PeerId,
@@ -117,11 +114,11 @@ impl Joining {
         now: Instant,
         out: &mut Actions,
     ) {
-        let unreachable = matches!(
-            error.as_ref(),
-            DialError::Transport(_) | DialError::WrongPeerId { .. }
-        );
-        if unreachable && others_connected && !self.peers.contains(&peer) {
+        if !self.peers.contains(&peer)
+            && self
+                .unreachable
+                .on_dial_failed(peer, error, others_connected, now)
+        {
             out.push(Action::RemovePeer(peer));
         }
         if let Some(delay) = self.peers.on_dial_failed(&peer, now) {
@@ -190,256 +187,16 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// To be dialed at the given instant.
-    Due(Instant),
-    /// A dial is under way.
-    Dialing,
-    /// At least one connection is open.
-    Connected,
-}
-
-#[derive(Debug)]
-struct Peer {
-    id: PeerId,
-    addresses: Vec<Multiaddr>,
-    state: State,
-    failures: u32,
-}
-
-/// The bootstrap peers of a node and their reconnection schedule.
-#[derive(Debug)]
-pub(crate) struct BootstrapPeers {
-    peers: Vec<Peer>,
-    initial: Duration,
-    max: Duration,
-}
-
-impl BootstrapPeers {
-    /// All peers due at once at `now`; addresses of the same peer are grouped.
-    pub(crate) fn new(
-        addresses: &[(PeerId, Multiaddr)],
-        initial: Duration,
-        max: Duration,
-        now: Instant,
-    ) -> Self {
-        let mut peers: Vec<Peer> = Vec::new();
-        for (id, address) in addresses {
-            match peers.iter_mut().find(|p| p.id == *id) {
-                Some(peer) if !peer.addresses.contains(address) => {
-                    peer.addresses.push(address.clone())
-                }
-                Some(_) => {}
-                None => peers.push(Peer {
-                    id: *id,
-                    addresses: vec![address.clone()],
-                    state: State::Due(now),
-                    failures: 0,
-                }),
-            }
-        }
-        Self {
-            peers,
-            initial,
-            max,
-        }
-    }
-
-    pub(crate) fn contains(&self, peer: &PeerId) -> bool {
-        self.peers.iter().any(|p| p.id == *peer)
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.peers.is_empty()
-    }
-
-    pub(crate) fn addresses(&self) -> impl Iterator<Item = (PeerId, &Multiaddr)> + '_ {
-        self.peers
-            .iter()
-            .flat_map(|p| p.addresses.iter().map(move |a| (p.id, a)))
-    }
-
-    /// Peers whose dial is due at `now`; they are marked as being dialed.
-    pub(crate) fn take_due(&mut self, now: Instant) -> Vec<(PeerId, Vec<Multiaddr>)> {
-        self.peers
-            .iter_mut()
-            .filter(|p| matches!(p.state, State::Due(at) if at <= now))
-            .map(|p| {
-                p.state = State::Dialing;
-                (p.id, p.addresses.clone())
-            })
-            .collect()
-    }
-
-    /// When the next dial is due, if any is scheduled.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.peers
-            .iter()
-            .filter_map(|p| match p.state {
-                State::Due(at) => Some(at),
-                _ => None,
-            })
-            .min()
-    }
-
-    /// A connection to `peer` is open. Returns whether it is a bootstrap peer
-    /// that was not connected before.
-    pub(crate) fn on_connected(&mut self, peer: &PeerId) -> bool {
-        match self.peers.iter_mut().find(|p| p.id == *peer) {
-            Some(p) if p.state != State::Connected => {
-                p.state = State::Connected;
-                p.failures = 0;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// The last connection to `peer` closed. Returns the delay before the
-    /// next dial if it is a bootstrap peer.
-    pub(crate) fn on_disconnected(&mut self, peer: &PeerId, now: Instant) -> Option<Duration> {
-        let initial = self.initial;
-        let p = self.peers.iter_mut().find(|p| p.id == *peer)?;
-        if p.state != State::Connected {
-            return None;
-        }
-        let delay = jittered(initial, &p.id, 0);
-        p.state = State::Due(now + delay);
-        Some(delay)
-    }
-
-    /// A dial of `peer` failed. Returns the delay before the next one if it is
-    /// a bootstrap peer that was being dialed.
-    pub(crate) fn on_dial_failed(&mut self, peer: &PeerId, now: Instant) -> Option<Duration> {
-        let (initial, max) = (self.initial, self.max);
-        let p = self.peers.iter_mut().find(|p| p.id == *peer)?;
-        if p.state != State::Dialing {
-            return None;
-        }
-        p.failures = p.failures.saturating_add(1);
-        let exponent = p.failures.saturating_sub(1).min(20);
-        let delay = initial.saturating_mul(1 << exponent).min(max);
-        let delay = jittered(delay, &p.id, p.failures).min(max);
-        p.state = State::Due(now + delay);
-        Some(delay)
-    }
-}
-
-/// `delay` plus up to a quarter more, fixed for a given peer and attempt.
-fn jittered(delay: Duration, peer: &PeerId, attempt: u32) -> Duration {
-    let mut hasher = DefaultHasher::new();
-    peer.hash(&mut hasher);
-    attempt.hash(&mut hasher);
-    let fraction = (hasher.finish() % 1000) as u32;
-    delay + delay / 4 * fraction / 1000
-}
-
 #[cfg(test)]
-mod backoff_tests {
-    use super::*;
-
-    const INITIAL: Duration = Duration::from_secs(1);
-    const MAX: Duration = Duration::from_secs(30);
-
-    fn one_peer(now: Instant) -> (BootstrapPeers, PeerId) {
-        let peer = PeerId::random();
-        let address: Multiaddr = format!("/ip4/127.0.0.1/tcp/1/p2p/{peer}").parse().unwrap();
-        (
-            BootstrapPeers::new(&[(peer, address)], INITIAL, MAX, now),
-            peer,
-        )
-    }
-
-    #[test]
-    fn every_peer_is_due_at_start_and_addresses_are_grouped() {
-        let now = Instant::now();
-        let peer = PeerId::random();
-        let a: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
-        let b: Multiaddr = "/ip4/127.0.0.1/udp/1/quic-v1".parse().unwrap();
-        let mut peers = BootstrapPeers::new(
-            &[(peer, a.clone()), (peer, b.clone()), (peer, a.clone())],
-            INITIAL,
-            MAX,
-            now,
-        );
-        assert_eq!(peers.take_due(now), vec![(peer, vec![a, b])]);
-        assert!(
-            peers.take_due(now).is_empty(),
-            "a peer being dialed is not due again"
-        );
-        assert_eq!(peers.next_deadline(), None);
-    }
-
-    #[test]
-    fn failed_dials_back_off_exponentially_up_to_the_maximum() {
-        let mut now = Instant::now();
-        let (mut peers, peer) = one_peer(now);
-        let mut delays = Vec::new();
-        for _ in 0..8 {
-            assert_eq!(peers.take_due(now).len(), 1);
-            let delay = peers.on_dial_failed(&peer, now).unwrap();
-            delays.push(delay);
-            // Not due a moment before the delay ends, due when it ends.
-            assert!(
-                peers
-                    .take_due(now + delay - Duration::from_millis(1))
-                    .is_empty()
-            );
-            now += delay;
-        }
-        for (attempt, delay) in delays.iter().enumerate() {
-            let base = INITIAL.saturating_mul(1 << attempt).min(MAX);
-            assert!(
-                *delay >= base && *delay <= (base + base / 4).min(MAX),
-                "attempt {attempt}: {delay:?}"
-            );
-        }
-        assert_eq!(*delays.last().unwrap(), MAX);
-    }
-
-    #[test]
-    fn a_connection_resets_the_backoff_and_a_disconnect_schedules_a_quick_redial() {
-        let now = Instant::now();
-        let (mut peers, peer) = one_peer(now);
-        peers.take_due(now);
-        peers.on_dial_failed(&peer, now);
-        peers.take_due(now + MAX);
-        peers.on_dial_failed(&peer, now);
-        peers.take_due(now + MAX);
-        assert!(peers.on_connected(&peer));
-        assert!(
-            !peers.on_connected(&peer),
-            "a second connection is not news"
-        );
-        let delay = peers.on_disconnected(&peer, now).unwrap();
-        assert!(delay >= INITIAL && delay <= INITIAL + INITIAL / 4);
-        assert_eq!(peers.next_deadline(), Some(now + delay));
-        // The next failure starts the backoff from the beginning again.
-        peers.take_due(now + delay);
-        let retry = peers.on_dial_failed(&peer, now).unwrap();
-        assert!(retry <= INITIAL + INITIAL / 4);
-    }
-
-    #[test]
-    fn other_peers_are_ignored() {
-        let now = Instant::now();
-        let (mut peers, _) = one_peer(now);
-        let stranger = PeerId::random();
-        assert!(!peers.on_connected(&stranger));
-        assert_eq!(peers.on_disconnected(&stranger, now), None);
-        assert_eq!(peers.on_dial_failed(&stranger, now), None);
-    }
-}
-
-#[cfg(test)]
-mod joining_tests {
+mod tests {
     use std::{io, sync::Arc};
 
     use futures::channel::oneshot;
-    use libp2p::core::transport::TransportError;
+    use libp2p::{core::transport::TransportError, swarm::DialError};
 
     use super::*;
+
+    const SPAN: Duration = Duration::from_secs(30);
 
     fn refused(address: &Multiaddr) -> DialFailure {
         Arc::new(DialError::Transport(vec![(
@@ -455,6 +212,7 @@ mod joining_tests {
             &[(peer, address.clone())],
             Duration::from_secs(1),
             Duration::from_secs(60),
+            Unreachable::new(2, SPAN),
             now,
         );
         (joining, peer, address)
@@ -550,18 +308,15 @@ mod joining_tests {
     }
 
     #[test]
-    fn an_unreachable_peer_leaves_the_routing_table_only_while_others_answer() {
+    fn an_unreachable_peer_leaves_the_routing_table_after_its_strikes() {
         let now = Instant::now();
         let (mut joining, _, address) = joining(now);
         let mut out = Actions::default();
         let stranger = PeerId::random();
-        joining.on_dial_failed(stranger, &refused(&address), false, now, &mut out);
-        assert!(out.drain().is_empty(), "our own network may be down");
         joining.on_dial_failed(stranger, &refused(&address), true, now, &mut out);
+        assert!(out.drain().is_empty(), "one failure is not enough");
+        joining.on_dial_failed(stranger, &refused(&address), true, now + SPAN, &mut out);
         assert!(matches!(&out.drain()[..], [Action::RemovePeer(p)] if *p == stranger));
-        // A dial that was aborted says nothing about the peer.
-        joining.on_dial_failed(stranger, &Arc::new(DialError::Aborted), true, now, &mut out);
-        assert!(out.drain().is_empty());
     }
 
     #[test]

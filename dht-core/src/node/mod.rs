@@ -6,7 +6,7 @@
 //!
 //! | part | concern |
 //! |---|---|
-//! | [`joining`] | bootstrap peers, reconnection backoff, routing-table refreshes, unreachable peers |
+//! | [`joining`] | bootstrap peers ([`backoff`]), routing-table refreshes, unreachable peers ([`unreachable`]) |
 //! | [`queries`] | Kademlia queries in flight and what their results mean |
 //! | [`membership`] | this node's namespace registrations |
 //! | [`discovery`] | finding a namespace's members |
@@ -26,6 +26,7 @@
 
 mod action;
 mod addresses;
+mod backoff;
 mod commands;
 mod discovery;
 mod events;
@@ -34,8 +35,10 @@ mod joining;
 mod links;
 mod membership;
 mod queries;
+mod reach;
 mod snapshot;
 mod subscribers;
+mod unreachable;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -147,6 +150,7 @@ impl Node {
             &config.bootstrap_peers,
             config.reconnect_initial_delay,
             config.reconnect_max_delay,
+            unreachable::Unreachable::new(config.unreachable_failures, config.unreachable_span),
             now,
         );
         for (peer, address) in joining.seeds() {
@@ -184,8 +188,11 @@ impl Node {
             links: Links::new(
                 local,
                 role.kind(),
-                config.discover_interval,
-                config.heartbeat_interval,
+                links::LinkSettings {
+                    retry_delay: config.discover_interval,
+                    heartbeat_interval: config.heartbeat_interval,
+                    new_per_round: config.max_new_links_per_round,
+                },
                 now,
             ),
             addresses: Addresses::new(config.kad_protocol.clone(), config.max_addresses_per_peer),

@@ -155,9 +155,12 @@ impl Queries {
             (Pending::Put { reply, .. }, StartError::Store(error)) => {
                 let error = match error {
                     StoreError::Invalid(error) => PutRecordError::InvalidRecord(error),
-                    StoreError::Full { max }
-                    | StoreError::ProviderKeysFull { max }
-                    | StoreError::ProvidersFull { max } => PutRecordError::StoreFull { max },
+                    StoreError::Full { max_records, .. } => {
+                        PutRecordError::StoreFull { max: max_records }
+                    }
+                    StoreError::ProviderKeysFull { max }
+                    | StoreError::ProvidersFull { max }
+                    | StoreError::RegistrationsFull { max } => PutRecordError::StoreFull { max },
                 };
                 let _ = reply.send(Err(error));
                 None

@@ -1,11 +1,13 @@
 //! Records: the checks every key and value passes, quorums, and the bounded
 //! store ([`Store`]) every node keeps for the DHT.
 
+mod limits;
 mod store;
 
 use std::num::NonZeroUsize;
 
-pub use store::{Store, StoreError, StoreLimits};
+pub use limits::{StoreError, StoreLimits};
+pub use store::Store;
 
 use crate::error::RecordError;
 

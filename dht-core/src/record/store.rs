@@ -17,88 +17,15 @@ use libp2p::{
 };
 use web_time::Instant;
 
-use super::{check_key, check_value, display_key};
+use super::{StoreError, StoreLimits, check_key, check_value, display_key};
 use crate::{
-    error::{ErrorCode, RecordError},
     event::Event,
-    namespace::Namespace,
+    namespace::{MAX_ADDRESS_LEN, Namespace},
 };
 
-/// Why the store refused a record or a registration.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The key or value is out of bounds.
-    #[error(transparent)]
-    Invalid(#[from] RecordError),
-    /// Every record slot holds a live record.
-    #[error("the store is full: it holds {max} live records")]
-    Full {
-        /// The limit, [`StoreLimits::max_records`].
-        max: usize,
-    },
-    /// Every namespace slot holds live registrations.
-    #[error("the store holds registrations under {max} keys, its limit")]
-    ProviderKeysFull {
-        /// The limit, [`StoreLimits::max_provider_keys`].
-        max: usize,
-    },
-    /// The key has as many live registrations as it may.
-    #[error("the key has {max} registered peers, its limit")]
-    ProvidersFull {
-        /// The limit, [`StoreLimits::max_providers_per_key`].
-        max: usize,
-    },
-}
-
-impl ErrorCode for StoreError {
-    fn code(&self) -> &'static str {
-        match self {
-            StoreError::Invalid(error) => error.code(),
-            StoreError::Full { .. } => "store-full",
-            StoreError::ProviderKeysFull { .. } => "provider-keys-full",
-            StoreError::ProvidersFull { .. } => "providers-full",
-        }
-    }
-}
-
-impl From<StoreError> for store::Error {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Invalid(_) => store::Error::ValueTooLarge,
-            StoreError::Full { .. } => store::Error::MaxRecords,
-            StoreError::ProviderKeysFull { .. } | StoreError::ProvidersFull { .. } => {
-                store::Error::MaxProvidedKeys
-            }
-        }
-    }
-}
-
-/// Bounds of the local record store. See [`crate::ConfigBuilder::store_limits`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoreLimits {
-    /// Value records held at most, our own and others'. Default 4096.
-    pub max_records: usize,
-    /// Largest value accepted, in bytes. Default 64 KiB.
-    pub max_value_size: usize,
-    /// Keys with provider records (namespaces) held at most. Default 1024.
-    pub max_provider_keys: usize,
-    /// Providers (namespace members) held per key. Default 256.
-    pub max_providers_per_key: usize,
-    /// Addresses kept per provider; extra ones are dropped. Default 8.
-    pub max_addresses_per_provider: usize,
-}
-
-impl Default for StoreLimits {
-    fn default() -> Self {
-        Self {
-            max_records: 4096,
-            max_value_size: 64 * 1024,
-            max_provider_keys: 1024,
-            max_providers_per_key: 256,
-            max_addresses_per_provider: 8,
-        }
-    }
+/// The bytes a record counts against [`StoreLimits::max_record_bytes`].
+fn weight(record: &Record) -> usize {
+    record.key.as_ref().len() + record.value.len()
 }
 
 /// The node's Kademlia record store: value records and provider records in
@@ -108,6 +35,8 @@ pub struct Store {
     local: PeerId,
     limits: StoreLimits,
     records: HashMap<RecordKey, Record>,
+    /// The sum of [`weight`] over `records`.
+    record_bytes: usize,
     providers: HashMap<RecordKey, Vec<ProviderRecord>>,
     /// Our own provider records, which Kademlia republishes.
     provided: HashMap<RecordKey, ProviderRecord>,
@@ -120,6 +49,7 @@ impl Store {
             local,
             limits,
             records: HashMap::new(),
+            record_bytes: 0,
             providers: HashMap::new(),
             provided: HashMap::new(),
         }
@@ -132,7 +62,7 @@ impl Store {
 
     /// Drops every record and provider record that has expired at `now`.
     pub fn prune_expired(&mut self, now: Instant) {
-        self.records.retain(|_, r| !r.is_expired(now));
+        self.prune_records(now);
         self.providers.retain(|_, list| {
             list.retain(|p| !p.is_expired(now));
             !list.is_empty()
@@ -153,6 +83,11 @@ impl Store {
         self.records.len()
     }
 
+    /// Bytes of keys and values held in value records.
+    pub fn record_bytes(&self) -> usize {
+        self.record_bytes
+    }
+
     /// Number of provider records held, over all keys.
     pub fn provider_record_count(&self) -> usize {
         self.providers.values().map(Vec::len).sum()
@@ -162,28 +97,59 @@ impl Store {
     pub fn insert(&mut self, record: Record) -> Result<(), StoreError> {
         check_key(record.key.as_ref())?;
         check_value(&record.value, self.limits.max_value_size)?;
-        if !self.records.contains_key(&record.key) && self.records.len() >= self.limits.max_records
-        {
-            let now = Instant::now();
-            self.records.retain(|_, r| !r.is_expired(now));
-            if self.records.len() >= self.limits.max_records {
+        let replaced = self.records.get(&record.key).map_or(0, weight);
+        let fits = |store: &Self| {
+            let count_ok = replaced > 0 || store.records.len() < store.limits.max_records;
+            let bytes = store.record_bytes - replaced + weight(&record);
+            count_ok && bytes <= store.limits.max_record_bytes
+        };
+        if !fits(self) {
+            self.prune_records(Instant::now());
+            if !fits(self) {
                 return Err(StoreError::Full {
-                    max: self.limits.max_records,
+                    max_records: self.limits.max_records,
+                    max_bytes: self.limits.max_record_bytes,
                 });
             }
         }
+        self.record_bytes = self.record_bytes - replaced + weight(&record);
         self.records.insert(record.key.clone(), record);
         Ok(())
+    }
+
+    fn prune_records(&mut self, now: Instant) {
+        let mut freed = 0;
+        self.records.retain(|_, r| {
+            let live = !r.is_expired(now);
+            if !live {
+                freed += weight(r);
+            }
+            live
+        });
+        self.record_bytes -= freed;
     }
 
     /// Stores a registration (a provider record), within the limits; extra
     /// addresses are dropped.
     pub fn insert_provider(&mut self, mut record: ProviderRecord) -> Result<(), StoreError> {
         check_key(record.key.as_ref())?;
+        record.addresses.retain(|a| a.len() <= MAX_ADDRESS_LEN);
         record
             .addresses
             .truncate(self.limits.max_addresses_per_provider);
         let now = Instant::now();
+        let known = self
+            .providers
+            .get(&record.key)
+            .is_some_and(|list| list.iter().any(|p| p.provider == record.provider));
+        if !known && self.provider_record_count() >= self.limits.max_provider_records {
+            self.prune_expired(now);
+            if self.provider_record_count() >= self.limits.max_provider_records {
+                return Err(StoreError::RegistrationsFull {
+                    max: self.limits.max_provider_records,
+                });
+            }
+        }
         if !self.providers.contains_key(&record.key)
             && self.providers.len() >= self.limits.max_provider_keys
         {
@@ -300,7 +266,9 @@ impl store::RecordStore for Store {
     }
 
     fn remove(&mut self, key: &RecordKey) {
-        self.records.remove(key);
+        if let Some(record) = self.records.remove(key) {
+            self.record_bytes -= weight(&record);
+        }
     }
 
     fn records(&self) -> Self::RecordsIter<'_> {
@@ -339,14 +307,19 @@ mod tests {
     use libp2p::kad::store::RecordStore;
 
     use super::*;
-    use crate::record::MAX_KEY_LEN;
+    use crate::{
+        error::{ErrorCode, RecordError},
+        record::MAX_KEY_LEN,
+    };
 
     fn small_limits() -> StoreLimits {
         StoreLimits {
             max_records: 2,
             max_value_size: 8,
+            max_record_bytes: 1024,
             max_provider_keys: 2,
             max_providers_per_key: 2,
+            max_provider_records: 3,
             max_addresses_per_provider: 1,
         }
     }
@@ -409,7 +382,10 @@ mod tests {
         // Now both are live: the store refuses a third key but accepts updates.
         assert_eq!(
             store.insert(record("d", None)),
-            Err(StoreError::Full { max: 2 })
+            Err(StoreError::Full {
+                max_records: 2,
+                max_bytes: 1024
+            })
         );
         store.put(record("a", None)).unwrap();
         assert_eq!(store.record_count(), 2);
@@ -486,6 +462,63 @@ mod tests {
         assert_eq!(
             store.insert_provider(provider("c", PeerId::random(), None)),
             Err(StoreError::ProviderKeysFull { max: 2 })
+        );
+    }
+
+    /// Regression: only the number of records was bounded, so 4096 values
+    /// of 64 KiB could take 256 MiB.
+    #[test]
+    fn the_bytes_of_all_records_are_bounded() {
+        let mut store = Store::new(
+            PeerId::random(),
+            StoreLimits {
+                max_records: 100,
+                max_value_size: 400,
+                max_record_bytes: 1000,
+                ..StoreLimits::default()
+            },
+        );
+        let big = |key: &str| Record::new(RecordKey::new(&key), vec![0; 400]);
+        store.insert(big("a")).unwrap();
+        store.insert(big("b")).unwrap();
+        assert!(matches!(
+            store.insert(big("c")),
+            Err(StoreError::Full { .. })
+        ));
+        // Replacing a record counts only the difference.
+        store.insert(big("a")).unwrap();
+        store.remove(&RecordKey::new(&"a"));
+        store.insert(big("c")).unwrap();
+        assert_eq!(store.record_bytes(), 802);
+    }
+
+    /// Regression: a registration's addresses were bounded in number but
+    /// not in length, and registrations in number per key only.
+    #[test]
+    fn registrations_are_bounded_in_total_and_long_addresses_dropped() {
+        let mut store = Store::new(PeerId::random(), small_limits());
+        let mut long = provider("ns", PeerId::random(), None);
+        long.addresses = vec![
+            format!("/dns4/{}.example/tcp/1", "a".repeat(250))
+                .parse()
+                .unwrap(),
+            "/ip4/192.0.2.1/tcp/1".parse().unwrap(),
+        ];
+        store.insert_provider(long).unwrap();
+        let kept = store.providers(&RecordKey::new(&"ns"));
+        assert_eq!(
+            kept[0].addresses,
+            vec!["/ip4/192.0.2.1/tcp/1".parse::<libp2p::Multiaddr>().unwrap()]
+        );
+        store
+            .insert_provider(provider("ns", PeerId::random(), None))
+            .unwrap();
+        store
+            .insert_provider(provider("other", PeerId::random(), None))
+            .unwrap();
+        assert_eq!(
+            store.insert_provider(provider("other", PeerId::random(), None)),
+            Err(StoreError::RegistrationsFull { max: 3 })
         );
     }
 

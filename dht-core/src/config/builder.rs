@@ -1,215 +1,30 @@
-//! Node configuration: one builder fills every default, `build` validates.
-//!
-//! ```
-//! use std::time::Duration;
-//!
-//! let config = dht_core::Config::builder()
-//!     .replication_factor(8)
-//!     .namespace_ttl(Duration::from_secs(120))
-//!     .namespace_refresh_interval(Duration::from_secs(45))
-//!     .build()
-//!     .expect("valid configuration");
-//! assert_eq!(config.replication_factor().get(), 8);
-//!
-//! // Values that cannot work are refused with a reason and a stable code.
-//! use dht_core::ErrorCode;
-//! let err = dht_core::Config::builder().replication_factor(0).build().unwrap_err();
-//! assert_eq!(err.code(), "zero-setting");
-//! assert_eq!(err.to_string(), "replication factor must not be zero");
-//! ```
+//! The builder of [`Config`]: every setter with its default, and the
+//! checks `build` makes of the values together.
 
 use std::{num::NonZeroUsize, time::Duration};
 
-use libp2p::{Multiaddr, PeerId, StreamProtocol, multiaddr::Protocol, swarm};
+use libp2p::{Multiaddr, StreamProtocol, multiaddr::Protocol};
 
-use crate::{error::ConfigError, record::StoreLimits};
-
-/// The Kademlia protocol this project speaks unless told otherwise.
-///
-/// It is private to this network on purpose: a node never joins someone
-/// else's DHT (such as IPFS's `/ipfs/kad/1.0.0`) by accident. Any libp2p
-/// implementation joins ours by configuring its Kademlia with this protocol
-/// name (see the crate documentation).
-pub const DEFAULT_KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/ns-dht/kad/1.0.0");
-
-/// The identify protocol version nodes announce.
-pub const IDENTIFY_PROTOCOL_VERSION: &str = "/ns-dht/1.0.0";
-
-/// Whether a node answers DHT requests from others (Kademlia server mode).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ServerMode {
-    /// Always answer DHT requests and be added to others' routing tables.
-    /// Right for any node others can dial.
-    #[default]
-    Always,
-    /// Never: only query. Right for nodes nobody can dial, such as browser tabs,
-    /// which others would otherwise add to their routing tables in vain.
-    Never,
-    /// Let Kademlia decide: serve once the node has a confirmed external address.
-    Auto,
-}
-
-/// Bounds on connections, applied by `libp2p::connection_limits`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// Established connections at most, inbound and outbound. Default 4096.
-    pub max_established: u32,
-    /// Established connections to one peer at most. Default 2.
-    pub max_established_per_peer: u32,
-    /// Inbound connections still being negotiated at most. Default 256.
-    pub max_pending_incoming: u32,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        Self {
-            max_established: 4096,
-            max_established_per_peer: 2,
-            max_pending_incoming: 256,
-        }
-    }
-}
+use super::{Config, ConnectionLimits, ServerMode};
+use crate::{
+    error::ConfigError,
+    record::{MAX_KEY_LEN, StoreLimits},
+};
 
 /// Bytes a Kademlia message needs beyond the record value it carries.
 const MESSAGE_OVERHEAD: usize = 4096;
-
-/// A validated node configuration. Build one with [`Config::builder`];
-/// [`Config::default`] is the builder's defaults.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub(crate) kad_protocol: StreamProtocol,
-    pub(crate) replication_factor: NonZeroUsize,
-    pub(crate) parallelism: NonZeroUsize,
-    pub(crate) query_timeout: Duration,
-    pub(crate) record_ttl: Option<Duration>,
-    pub(crate) record_republish_interval: Option<Duration>,
-    pub(crate) record_replication_interval: Option<Duration>,
-    pub(crate) store_limits: StoreLimits,
-    pub(crate) max_message_size: usize,
-    pub(crate) namespace_ttl: Duration,
-    pub(crate) namespace_refresh_interval: Duration,
-    pub(crate) discover_interval: Duration,
-    pub(crate) heartbeat_interval: Duration,
-    pub(crate) handshake_timeout: Duration,
-    pub(crate) bootstrap_peers: Vec<(PeerId, Multiaddr)>,
-    pub(crate) bootstrap_interval: Option<Duration>,
-    pub(crate) reconnect_initial_delay: Duration,
-    pub(crate) reconnect_max_delay: Duration,
-    pub(crate) idle_connection_timeout: Duration,
-    pub(crate) ping_interval: Duration,
-    pub(crate) connection_limits: ConnectionLimits,
-    pub(crate) server_mode: ServerMode,
-    pub(crate) advertise_listen_addresses: bool,
-    pub(crate) agent_version: String,
-    pub(crate) command_buffer: usize,
-    pub(crate) event_buffer: usize,
-    pub(crate) max_addresses_per_peer: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self::builder()
-            .build()
-            .expect("the default configuration is valid")
-    }
-}
-
-impl Config {
-    /// A builder holding every default, documented on each setter.
-    pub fn builder() -> ConfigBuilder {
-        ConfigBuilder {
-            config: Config {
-                kad_protocol: DEFAULT_KAD_PROTOCOL,
-                replication_factor: NonZeroUsize::new(20).expect("20 > 0"),
-                parallelism: NonZeroUsize::new(3).expect("3 > 0"),
-                query_timeout: Duration::from_secs(30),
-                record_ttl: Some(Duration::from_secs(48 * 60 * 60)),
-                record_republish_interval: Some(Duration::from_secs(22 * 60 * 60)),
-                record_replication_interval: Some(Duration::from_secs(60 * 60)),
-                store_limits: StoreLimits::default(),
-                max_message_size: 256 * 1024,
-                namespace_ttl: Duration::from_secs(10 * 60),
-                namespace_refresh_interval: Duration::from_secs(4 * 60),
-                discover_interval: Duration::from_secs(10),
-                heartbeat_interval: Duration::from_secs(20),
-                handshake_timeout: Duration::from_secs(10),
-                bootstrap_peers: Vec::new(),
-                bootstrap_interval: Some(Duration::from_secs(5 * 60)),
-                reconnect_initial_delay: Duration::from_secs(1),
-                reconnect_max_delay: Duration::from_secs(60),
-                idle_connection_timeout: Duration::from_secs(60),
-                ping_interval: Duration::from_secs(60),
-                connection_limits: ConnectionLimits::default(),
-                server_mode: ServerMode::Always,
-                advertise_listen_addresses: true,
-                agent_version: concat!("ns-dht/", env!("CARGO_PKG_VERSION")).to_owned(),
-                command_buffer: 64,
-                event_buffer: 1024,
-                max_addresses_per_peer: 16,
-            },
-            errors: Vec::new(),
-        }
-    }
-
-    /// The Kademlia protocol name.
-    pub fn kad_protocol(&self) -> &StreamProtocol {
-        &self.kad_protocol
-    }
-
-    /// `k`: how many peers store each record and answer each lookup.
-    pub fn replication_factor(&self) -> NonZeroUsize {
-        self.replication_factor
-    }
-
-    /// Bounds of the local record store.
-    pub fn store_limits(&self) -> &StoreLimits {
-        &self.store_limits
-    }
-
-    /// How long a namespace registration lives without a refresh.
-    pub fn namespace_ttl(&self) -> Duration {
-        self.namespace_ttl
-    }
-
-    /// How often a node re-announces its namespace registrations.
-    pub fn namespace_refresh_interval(&self) -> Duration {
-        self.namespace_refresh_interval
-    }
-
-    /// The bootstrap peers the node joins through.
-    pub fn bootstrap_peers(&self) -> &[(PeerId, Multiaddr)] {
-        &self.bootstrap_peers
-    }
-
-    /// Whether the node serves DHT requests.
-    pub fn server_mode(&self) -> ServerMode {
-        self.server_mode
-    }
-
-    /// How long a connection with nothing to do stays open.
-    pub fn idle_connection_timeout(&self) -> Duration {
-        self.idle_connection_timeout
-    }
-
-    /// Applies the swarm settings this configuration implies (the idle
-    /// connection timeout) to a host's swarm configuration. Hosts call it from
-    /// `SwarmBuilder::with_swarm_config`.
-    pub fn swarm_config(&self, base: swarm::Config) -> swarm::Config {
-        base.with_idle_connection_timeout(self.idle_connection_timeout)
-    }
-}
 
 /// Builds a [`Config`]. Every setter documents its default; [`build`](Self::build)
 /// checks the values together and says what is wrong.
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct ConfigBuilder {
-    config: Config,
-    errors: Vec<ConfigError>,
+    pub(super) config: Config,
+    pub(super) errors: Vec<ConfigError>,
 }
 
 impl ConfigBuilder {
-    /// The Kademlia protocol name. Default [`DEFAULT_KAD_PROTOCOL`].
+    /// The Kademlia protocol name. Default [`super::DEFAULT_KAD_PROTOCOL`].
     /// Nodes only talk DHT with peers that use the same name.
     pub fn kad_protocol(mut self, name: impl Into<String>) -> Self {
         let name = name.into();
@@ -279,9 +94,15 @@ impl ConfigBuilder {
     }
 
     /// Largest value accepted in a record, in bytes; a shortcut into
-    /// [`StoreLimits::max_value_size`]. Default 64 KiB.
+    /// [`StoreLimits::max_value_size`], which also raises
+    /// [`StoreLimits::max_record_bytes`] to hold at least one such record.
+    /// Default 64 KiB.
     pub fn max_record_size(mut self, bytes: usize) -> Self {
-        self.config.store_limits.max_value_size = bytes;
+        let limits = &mut self.config.store_limits;
+        limits.max_value_size = bytes;
+        limits.max_record_bytes = limits
+            .max_record_bytes
+            .max(bytes.saturating_add(MAX_KEY_LEN));
         self
     }
 
@@ -326,6 +147,15 @@ impl ConfigBuilder {
         self
     }
 
+    /// How many new members one discovery round of a dialer links to at
+    /// most; the others wait for later rounds. A members list is what a
+    /// storing peer says, so this bounds the dials a lying peer can cause.
+    /// Default 16.
+    pub fn max_new_links_per_round(mut self, count: usize) -> Self {
+        self.config.max_new_links_per_round = count;
+        self
+    }
+
     /// Adds a bootstrap peer. The address must end in `/p2p/<peer id>` so the
     /// node knows whom it reaches. No default.
     pub fn bootstrap_peer(mut self, address: Multiaddr) -> Self {
@@ -355,6 +185,17 @@ impl ConfigBuilder {
     pub fn reconnect_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.config.reconnect_initial_delay = initial;
         self.config.reconnect_max_delay = max;
+        self
+    }
+
+    /// When a peer that cannot be reached leaves the routing table: after
+    /// `failures` failed dials at least `span` apart from first to last,
+    /// while other peers answer. Dropping dead peers keeps lookups from
+    /// waiting on them; waiting for several failures over a while keeps a
+    /// short partition from draining the table. Defaults 3 and 30 s.
+    pub fn drop_unreachable_after(mut self, failures: u32, span: Duration) -> Self {
+        self.config.unreachable_failures = failures;
+        self.config.unreachable_span = span;
         self
     }
 
@@ -478,6 +319,11 @@ impl ConfigBuilder {
             ("command buffer", config.command_buffer),
             ("event buffer", config.event_buffer),
             ("max addresses per peer", config.max_addresses_per_peer),
+            ("max new links per round", config.max_new_links_per_round),
+            (
+                "failures before an unreachable peer is dropped",
+                config.unreachable_failures as usize,
+            ),
             (
                 "max established connections",
                 config.connection_limits.max_established as usize,
@@ -485,6 +331,19 @@ impl ConfigBuilder {
             (
                 "max connections per peer",
                 config.connection_limits.max_established_per_peer as usize,
+            ),
+            (
+                "max inbound connections",
+                config.connection_limits.max_established_incoming as usize,
+            ),
+            (
+                "max inbound connections per IP",
+                config.connection_limits.max_incoming_per_ip as usize,
+            ),
+            ("max record bytes", config.store_limits.max_record_bytes),
+            (
+                "max provider records",
+                config.store_limits.max_provider_records,
             ),
         ];
         if let Some((field, _)) = counts.into_iter().find(|(_, n)| *n == 0) {
@@ -512,13 +371,26 @@ impl ConfigBuilder {
                 needed,
             });
         }
+        let largest = config
+            .store_limits
+            .max_value_size
+            .saturating_add(MAX_KEY_LEN);
+        if config.store_limits.max_record_bytes < largest {
+            return Err(ConfigError::RecordBytesTooSmall {
+                bytes: config.store_limits.max_record_bytes,
+                needed: largest,
+            });
+        }
         Ok(config)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use libp2p::PeerId;
+
     use super::*;
+    use crate::config::DEFAULT_KAD_PROTOCOL;
 
     #[test]
     fn defaults_are_valid_and_documented_values() {
@@ -542,6 +414,17 @@ mod tests {
         assert!(matches!(
             refresh_after_ttl,
             Err(ConfigError::RefreshNotBeforeTtl { .. })
+        ));
+
+        let tiny_budget = Config::builder()
+            .store_limits(StoreLimits {
+                max_record_bytes: 1000,
+                ..StoreLimits::default()
+            })
+            .build();
+        assert!(matches!(
+            tiny_budget,
+            Err(ConfigError::RecordBytesTooSmall { .. })
         ));
 
         let tiny_messages = Config::builder().max_message_size(1024).build();

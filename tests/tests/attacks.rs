@@ -1,0 +1,115 @@
+//! Hostile peers, as real processes on loopback: each test is one attack
+//! and asserts that honest peers keep working through it.
+
+use std::time::Duration;
+
+use dht_tests::process::{NodeProcess, run_once, temp_dir};
+use serde_json::Value;
+
+const LONG: Duration = Duration::from_secs(40);
+
+/// The code of a failed `native-node --json ...`, from its last line.
+fn error_code(stdout: &str) -> Option<String> {
+    let answer: Value = serde_json::from_str(stdout.lines().last()?).ok()?;
+    answer["error"]["code"].as_str().map(str::to_owned)
+}
+
+/// Regression: one address with throwaway peer ids could take every
+/// connection slot of a bootstrap. Now it gets its share, and a peer from
+/// another address still joins.
+#[test]
+fn a_flood_from_one_address_leaves_room_for_others() {
+    let dir = temp_dir("flood");
+    let key = dir.join("bootstrap.key");
+    let mut boot = NodeProcess::start(
+        "bootstrap",
+        &[
+            "bootstrap",
+            "--key-file",
+            key.to_str().expect("utf-8"),
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--listen",
+            "/ip6/::1/tcp/0",
+            "--no-http",
+            "--report-interval",
+            "1s",
+            "--max-connections-per-ip",
+            "3",
+            "--limit-loopback",
+        ],
+    );
+    let started = boot.started();
+    let find = |prefix: &str| {
+        started
+            .addresses
+            .iter()
+            .find(|a| a.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} address in {:?}", started.addresses))
+            .clone()
+    };
+    let address = find("/ip4/127.0.0.1/tcp/");
+    // Another address of this host: the bootstrap's IPv6 loopback one.
+    let other = find("/ip6/::1/tcp/");
+    // Five peers from 127.0.0.1, each keeping its connection open.
+    let _flood: Vec<NodeProcess> = (0..5)
+        .map(|i| {
+            NodeProcess::start(
+                &format!("flood-{i}"),
+                &[
+                    "client",
+                    "--bootstrap",
+                    &address,
+                    "--listen",
+                    "/ip4/127.0.0.1/tcp/0",
+                    "run",
+                ],
+            )
+        })
+        .collect();
+    let connected = |report: &Value| report["report"]["connectedPeers"].as_u64().unwrap_or(0);
+    // Three connections are admitted (a peer may hold two of them).
+    boot.wait_for(LONG, "the address's share of connections", |line| {
+        line["type"] == "report" && connected(line) >= 2
+    });
+
+    // One more from the flooding address cannot join...
+    let (status, stdout, stderr) = run_once(&[
+        "--json",
+        "client",
+        "--bootstrap",
+        &address,
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--join-timeout",
+        "4s",
+        "get",
+        "k",
+    ]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(error_code(&stdout).as_deref(), Some("join-timeout"));
+
+    // ...while a peer from another address joins and is answered.
+    let (status, stdout, stderr) = run_once(&[
+        "--json",
+        "client",
+        "--bootstrap",
+        &other,
+        "--listen",
+        "/ip6/::1/tcp/0",
+        "--join-timeout",
+        "10s",
+        "get",
+        "k",
+    ]);
+    assert_eq!(status.code(), Some(4), "{stderr}");
+    assert_eq!(error_code(&stdout).as_deref(), Some("not-found"));
+
+    // The flood, retrying all along, never got more than its share (the
+    // peer from the other address may still be connected).
+    for line in boot.drain(Duration::from_secs(2)) {
+        if line["type"] == "report" {
+            assert!(connected(&line) <= 4, "{line}");
+        }
+    }
+}

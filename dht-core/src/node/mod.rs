@@ -11,7 +11,7 @@
 //! | [`membership`] | this node's namespace registrations |
 //! | [`discovery`] | finding a namespace's members |
 //! | [`links`] | namespace handshakes, heartbeats and retries |
-//! | [`addresses`] | which addresses are dialable, enter the routing table, or are announced |
+//! | [`addresses`] | which addresses are dialable ([`reach`]), enter the routing table, or are announced |
 //! | [`snapshot`] | routing table, records, registrations and report for callers |
 //! | [`subscribers`] | event subscribers with bounded queues |
 //!

@@ -17,7 +17,7 @@ use crate::{
 /// [`crate::NodeHandle::subscribe`].
 ///
 /// With the `serde` feature events serialize as objects tagged by `type`
-/// (kebab-case) with camelCase fields, in the shapes of [`crate::api`]:
+/// (kebab-case) with camelCase fields, in the shapes of `dht_core::api`:
 /// peer ids, addresses and namespaces as strings, keys as `{"text"}` or
 /// `{"base64"}`, errors as `{"code", "message"}`.
 #[derive(Clone, Debug)]

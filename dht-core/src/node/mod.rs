@@ -2,11 +2,12 @@
 //! to the parts below, and carries out what they decide.
 //!
 //! Each part holds one concern's state and decides without I/O: it takes
-//! inputs and `now`, and pushes [`Action`]s into a queue this loop drains.
+//! inputs and `now`, and pushes [`Action`](action::Action)s into a queue this
+//! loop drains.
 //!
 //! | part | concern |
 //! |---|---|
-//! | [`joining`] | bootstrap peers ([`backoff`]), routing-table refreshes, unreachable peers ([`unreachable`]) |
+//! | [`joining`] | bootstrap peers ([`backoff`]), routing-table refreshes, unreachable peers ([`unreachable`](mod@unreachable)) |
 //! | [`queries`] | Kademlia queries in flight and what their results mean |
 //! | [`membership`] | this node's namespace registrations |
 //! | [`discovery`] | finding a namespace's members |

@@ -79,8 +79,7 @@ async fn spawn_node(
                 tokio::spawn(task);
             });
             let swarm = testnet::memory_swarm(&keypair, config, spawner)?;
-            let port =
-                u64::from_le_bytes(peer_id.to_bytes()[6..14].try_into().expect("8 bytes")) | 1;
+            let port = testnet::memory_port(&peer_id);
             let node = dht_core::start(swarm, config, role, |task| {
                 tokio::spawn(task);
             });

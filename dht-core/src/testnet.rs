@@ -205,8 +205,8 @@ impl Testnet {
     }
 }
 
-/// A port for the node's memory listener, unique per peer id.
-fn memory_port(peer: &PeerId) -> u64 {
+/// A port for a node's memory listener, unique per peer id.
+pub fn memory_port(peer: &PeerId) -> u64 {
     let mut hasher = DefaultHasher::new();
     peer.hash(&mut hasher);
     hasher.finish() | 1

@@ -232,6 +232,14 @@ impl Started {
     }
 }
 
+/// The error code a failed `native-node --json ...` printed as its last
+/// line, checking that the line is a failed answer.
+pub fn error_code(stdout: &str) -> Option<String> {
+    let answer: Value = serde_json::from_str(stdout.lines().last()?).ok()?;
+    assert_eq!(answer["ok"], false, "{answer}");
+    answer["error"]["code"].as_str().map(str::to_owned)
+}
+
 /// Runs `native-node ARGS` to completion and returns its status, stdout and
 /// stderr.
 pub fn run_once(args: &[&str]) -> (ExitStatus, String, String) {

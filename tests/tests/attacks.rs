@@ -3,16 +3,10 @@
 
 use std::time::Duration;
 
-use dht_tests::process::{NodeProcess, run_once, temp_dir};
+use dht_tests::process::{NodeProcess, error_code, run_once, temp_dir};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(40);
-
-/// The code of a failed `native-node --json ...`, from its last line.
-fn error_code(stdout: &str) -> Option<String> {
-    let answer: Value = serde_json::from_str(stdout.lines().last()?).ok()?;
-    answer["error"]["code"].as_str().map(str::to_owned)
-}
 
 /// Regression: one address with throwaway peer ids could take every
 /// connection slot of a bootstrap. Now it gets its share, and a peer from

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use dht_tests::process::{NodeProcess, free_port, run_once, temp_dir};
+use dht_tests::process::{NodeProcess, error_code, free_port, run_once, temp_dir};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(40);
@@ -167,13 +167,6 @@ fn a_restarted_bootstrap_keeps_its_identity_and_its_peers_come_back() {
     again.wait_for(LONG, "the listener's registration", |e| {
         e["type"] == "registration-stored"
     });
-}
-
-/// The code a failed `native-node --json ...` printed on stdout.
-fn error_code(stdout: &str) -> Option<String> {
-    let answer: Value = serde_json::from_str(stdout.lines().last()?).ok()?;
-    assert_eq!(answer["ok"], false, "{answer}");
-    answer["error"]["code"].as_str().map(str::to_owned)
 }
 
 #[test]

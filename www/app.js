@@ -132,7 +132,8 @@ function drawRecords(records) {
     const row = body.insertRow();
     row.insertCell().textContent = shown(record.key);
     row.insertCell().textContent = shown(record.value);
-    row.insertCell().textContent = record.publisher ? short(record.publisher) : "–";
+    row.insertCell().textContent = record.owner ? short(record.owner) : "– (by content)";
+    row.insertCell().textContent = record.seq ?? "–";
     row.insertCell().textContent = record.expiresInMs == null ? "never" : `${Math.round(record.expiresInMs / 3600000)} h`;
   }
   $("records-empty").hidden = records.length > 0;
@@ -161,10 +162,12 @@ async function timed(action) {
 function wireForms() {
   $("put-form").addEventListener("submit", async (e) => {
     e.preventDefault();
-    const key = $("put-key").value, value = $("put-value").value;
+    const name = $("put-name").value, value = $("put-value").value;
     try {
-      const [stored, ms] = await timed(() => window.nsDht.node.put(key, value));
-      showResult($("op-result"), true, `stored "${key}" in ${ms.toFixed(1)} ms (${stored.stats.requests} requests)`);
+      const [stored, ms] = await timed(() => window.nsDht.node.put(name, value));
+      const key = shown(stored.key);
+      showResult($("op-result"), true, `stored "${key}" (version ${stored.seq}) in ${ms.toFixed(1)} ms (${stored.stats.requests} requests)`);
+      $("get-key").value = key;
       queueRefresh();
     } catch (error) {
       showResult($("op-result"), false, `put failed (${error.code}): ${error.message}`);
@@ -179,7 +182,9 @@ function wireForms() {
       const value = shown(found.value);
       const asked = found.stats.requests;
       const where = found.foundLocally ? "in this tab" : `after asking ${asked} peer${asked === 1 ? "" : "s"}`;
-      showResult($("op-result"), true, `"${key}" = "${value}", found ${where} in ${ms.toFixed(1)} ms`);
+      const by = found.owner ? `signed by ${short(found.owner)}, version ${found.seq}` : "matching its hash";
+      const forged = found.forgeries ? `; ${found.forgeries} forged cop${found.forgeries === 1 ? "y" : "ies"} discarded` : "";
+      showResult($("op-result"), true, `"${key}" = "${value}", ${by}, found ${where} in ${ms.toFixed(1)} ms${forged}`);
     } catch (error) {
       showResult($("op-result"), false, `get failed (${error.code}): ${error.message}`);
     }

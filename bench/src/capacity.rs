@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::anyhow;
-use dht_core::{Config, NodeHandle, Role, ServerMode, libp2p::identity::Keypair};
+use dht_core::{Config, NodeHandle, Role, ServerMode, Write, libp2p::identity::Keypair};
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
@@ -123,9 +123,10 @@ pub(crate) async fn measure(
         if Instant::now() > deadline {
             break;
         }
-        let key = format!("capacity-{round}").into_bytes();
+        let write = Write::immutable(format!("capacity-{round}"));
+        let key = write.key()?;
         let started = Instant::now();
-        let _ = probe.put_record(key.clone(), b"v".to_vec()).await;
+        let _ = probe.put(write).await;
         puts.push(started.elapsed());
         let started = Instant::now();
         if probe.get_record(key).await.is_ok() {

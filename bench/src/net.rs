@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context, anyhow, bail};
 use dht_core::{
-    Config, ConfigBuilder, Namespace, NodeHandle, Role, Running,
+    Config, ConfigBuilder, Namespace, NodeHandle, Role, Running, Write,
     libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol},
     testnet,
 };
@@ -53,24 +53,28 @@ pub(crate) struct BenchNode {
     pub(crate) peer_id: PeerId,
     pub(crate) address: Multiaddr,
     pub(crate) handle: NodeHandle,
+    /// Its identity, which signs the records it writes.
+    pub(crate) keypair: Keypair,
 }
 
 impl BenchNode {
-    fn new(node: Running, address: Multiaddr) -> Self {
+    fn new((node, address, keypair): (Running, Multiaddr, Keypair)) -> Self {
         Self {
             peer_id: node.peer_id(),
             address,
             handle: node.handle,
+            keypair,
         }
     }
 }
 
-/// Starts one node and its listener; returns it with its dialable address.
+/// Starts one node and its listener; returns it with its dialable address
+/// and its identity.
 async fn spawn_node(
     transport: Transport,
     config: &Config,
     role: &Role,
-) -> anyhow::Result<(Running, Multiaddr)> {
+) -> anyhow::Result<(Running, Multiaddr, Keypair)> {
     let keypair = Keypair::generate_ed25519();
     let peer_id = keypair.public().to_peer_id();
     let node = match transport {
@@ -94,7 +98,7 @@ async fn spawn_node(
                 ..ListenSet::querying(Ipv4Addr::LOCALHOST.into())
             };
             // The benchmark ends the process; nobody waits on the task.
-            native_node::start(keypair, None, config, role, &set.addresses(), &[])
+            native_node::start(keypair.clone(), None, config, role, &set.addresses(), &[])
                 .await?
                 .map_task(drop)
         }
@@ -106,7 +110,7 @@ async fn spawn_node(
         .into_iter()
         .next()
         .ok_or_else(|| anyhow!("the node listens nowhere"))?;
-    Ok((node, address.with(Protocol::P2p(peer_id))))
+    Ok((node, address.with(Protocol::P2p(peer_id)), keypair))
 }
 
 /// Builds a network of `size` nodes: node 0 first, then batches of nodes
@@ -119,8 +123,8 @@ pub(crate) async fn build(
     deadline: Instant,
     rng: &mut Rng,
 ) -> anyhow::Result<Vec<BenchNode>> {
-    let (first, address) = spawn_node(transport, &config().build()?, &Role::Bootstrap).await?;
-    let mut nodes = vec![BenchNode::new(first, address)];
+    let first = spawn_node(transport, &config().build()?, &Role::Bootstrap).await?;
+    let mut nodes = vec![BenchNode::new(first)];
     let batch = match transport {
         Transport::Memory => 32,
         Transport::Tcp | Transport::Quic => 16,
@@ -150,7 +154,7 @@ pub(crate) async fn build(
         let results = join_all(
             batch
                 .iter_mut()
-                .map(|(node, _)| node.joined(Duration::from_secs(60))),
+                .map(|(node, ..)| node.joined(Duration::from_secs(60))),
         )
         .await;
         let failed = results.iter().filter(|joined| joined.is_err()).count();
@@ -159,11 +163,7 @@ pub(crate) async fn build(
                 "  warning: {failed} nodes of a batch did not finish bootstrapping within 60 s"
             );
         }
-        nodes.extend(
-            batch
-                .into_iter()
-                .map(|(node, address)| BenchNode::new(node, address)),
-        );
+        nodes.extend(batch.into_iter().map(BenchNode::new));
         if last_print.elapsed() > Duration::from_secs(5) || nodes.len() == size {
             eprintln!(
                 "  {transport} N={size}: {}/{size} nodes joined after {:.1} s, RSS {} MiB",
@@ -316,13 +316,14 @@ pub(crate) async fn measure(
             break;
         }
         let (writer, reader) = rng.pair(nodes.len());
-        let key = format!("bench-{seed}-{size}-{round}").into_bytes();
+        // A signed record, so that the figures include signing at the
+        // writer and verification at every holder and reader.
+        let name = format!("bench-{seed}-{size}-{round}");
         let value = format!("value of round {round}").into_bytes();
+        let write = Write::mutable(&nodes[writer].keypair, name, value.clone());
+        let key = write.key()?;
         let started = Instant::now();
-        let put = nodes[writer]
-            .handle
-            .put_record(key.clone(), value.clone())
-            .await;
+        let put = nodes[writer].handle.put(write).await;
         rounds_done.put(
             started.elapsed(),
             put.ok().map(|p| f64::from(p.stats.requests)),

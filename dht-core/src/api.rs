@@ -17,11 +17,12 @@
 //! ```
 //! use dht_core::{api::Answer, error::RecordError, PutRecordOk, QueryStats};
 //!
-//! let stored = Answer::Stored(PutRecordOk { key: vec![0xff, 0x00], stats: QueryStats::default() });
+//! let stored = Answer::Stored(PutRecordOk { key: b"/ns-dht/m/12D3KooW\xff".to_vec(), seq: Some(7), stats: QueryStats::default() });
 //! assert_eq!(
 //!     serde_json::to_value(&stored).unwrap(),
 //!     serde_json::json!({ "ok": true, "stored": {
-//!         "key": { "base64": "/wA=" },
+//!         "key": { "base64": "L25zLWRodC9tLzEyRDNLb29X/w==" },
+//!         "seq": 7,
 //!         "stats": { "requests": 0, "successes": 0, "failures": 0, "durationMs": null },
 //!     }}),
 //! );
@@ -232,7 +233,10 @@ mod tests {
 
     #[test]
     fn errors_carry_their_code_and_message() {
-        let answer = Answer::error(&GetRecordError::NotFound { key: "k".into() });
+        let answer = Answer::error(&GetRecordError::NotFound {
+            key: "k".into(),
+            forgeries: 0,
+        });
         assert_eq!(
             serde_json::to_value(&answer).unwrap(),
             json!({ "ok": false, "error": { "code": "not-found", "message": "record k was not found" } })

@@ -13,7 +13,9 @@ use libp2p::{
 
 use crate::{
     config::{Config, IDENTIFY_PROTOCOL_VERSION},
-    ip_limits, keep_alive,
+    ip_limits,
+    kademlia::Kademlia,
+    keep_alive,
     namespace::{NAMESPACE_PROTOCOL, NamespaceCodec},
     record::Store,
 };
@@ -29,7 +31,7 @@ use crate::{
 pub struct Behaviour {
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) ip_limits: ip_limits::Behaviour,
-    pub(crate) kad: kad::Behaviour<Store>,
+    pub(crate) kad: Kademlia,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) namespace: request_response::Behaviour<NamespaceCodec>,
@@ -52,13 +54,19 @@ impl Behaviour {
             .set_provider_record_ttl(Some(config.namespace_ttl))
             .set_provider_publication_interval(Some(config.namespace_refresh_interval))
             .set_max_packet_size(config.max_message_size)
-            // Inbound records pass through the node, which stores them within
-            // the store's bounds and reports them as events.
-            .set_record_filtering(StoreInserts::FilterBoth)
+            // Kademlia stores inbound writes directly and acknowledges only
+            // those the store takes, so a writer's quorum never counts a
+            // node that refused its record. The store checks every record
+            // and charges it to its sender (see `Kademlia`).
+            .set_record_filtering(StoreInserts::Unfiltered)
             .set_caching(Caching::Disabled)
             .set_periodic_bootstrap_interval(config.bootstrap_interval);
         let store = Store::new(local_peer_id, config.store_limits.clone());
-        let kad = kad::Behaviour::with_config(local_peer_id, store, kad_config);
+        let bounds = &config.connection_limits;
+        let kad = Kademlia::new(
+            kad::Behaviour::with_config(local_peer_id, store, kad_config),
+            bounds.limit_loopback,
+        );
 
         let identify = identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_owned(), keypair.public())
@@ -74,7 +82,6 @@ impl Behaviour {
                 .with_max_concurrent_streams(64),
         );
 
-        let bounds = &config.connection_limits;
         let limits = connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
                 .with_max_established(Some(bounds.max_established))

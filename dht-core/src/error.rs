@@ -187,6 +187,33 @@ pub enum RecordError {
         /// The limit.
         max: usize,
     },
+    /// The key is neither a mutable (`/ns-dht/m/<owner>/<name>`) nor an
+    /// immutable (`/ns-dht/i/<sha256>`) record key.
+    #[error(
+        "the key is not a record key: expected /ns-dht/m/<owner peer id>/<name> or /ns-dht/i/<sha256 hex>"
+    )]
+    UnknownKind,
+    /// A mutable record's name is empty or too long.
+    #[error("a record name is 1 to {max} bytes, not {size}")]
+    BadName {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The owner's peer id does not embed its public key, so nobody could
+    /// check its signature.
+    #[error(
+        "the owner's peer id does not embed its public key (only ed25519 and secp256k1 keys can own records)"
+    )]
+    OwnerKeyNotInline,
+    /// A mutable record's value is not a well-formed envelope.
+    #[error("the record value is not a well-formed signed envelope")]
+    MalformedEnvelope,
+    /// The signature or the hash does not match: someone other than the
+    /// owner made this record, or changed it.
+    #[error("the record is forged: its signature or hash does not match its key")]
+    Forged,
 }
 
 impl ErrorCode for RecordError {
@@ -195,6 +222,11 @@ impl ErrorCode for RecordError {
             RecordError::EmptyKey => "empty-key",
             RecordError::KeyTooLarge { .. } => "key-too-large",
             RecordError::ValueTooLarge { .. } => "value-too-large",
+            RecordError::UnknownKind => "unknown-record-kind",
+            RecordError::BadName { .. } => "bad-record-name",
+            RecordError::OwnerKeyNotInline => "owner-key-not-inline",
+            RecordError::MalformedEnvelope => "malformed-record",
+            RecordError::Forged => "forged-record",
         }
     }
 }
@@ -209,12 +241,10 @@ pub enum PutRecordError {
     /// The record itself is not acceptable.
     #[error(transparent)]
     InvalidRecord(#[from] RecordError),
-    /// The local store is full of live records.
-    #[error("the local record store is full ({max} records)")]
-    StoreFull {
-        /// Its capacity.
-        max: usize,
-    },
+    /// This node's own store refused the record: it is full, or it holds
+    /// a newer version.
+    #[error("this node's store refused the record: {0}")]
+    Refused(#[source] crate::record::StoreError),
     /// Too few peers confirmed the write.
     #[error("record {key} was stored locally and at {stored} peers, but {required} were required")]
     QuorumFailed {
@@ -242,7 +272,7 @@ impl ErrorCode for PutRecordError {
         match self {
             PutRecordError::NodeStopped => NodeStopped.code(),
             PutRecordError::InvalidRecord(error) => error.code(),
-            PutRecordError::StoreFull { .. } => "store-full",
+            PutRecordError::Refused(reason) => reason.code(),
             PutRecordError::QuorumFailed { .. } => "quorum-failed",
             PutRecordError::Timeout { .. } => "timeout",
         }
@@ -259,28 +289,44 @@ pub enum GetRecordError {
     /// The key itself is not acceptable.
     #[error(transparent)]
     InvalidKey(#[from] RecordError),
-    /// No peer on the path to the key holds the record.
-    #[error("record {key} was not found")]
+    /// No peer on the path to the key holds a valid copy of the record.
+    #[error("record {key} was not found{}", forged(*forgeries))]
     NotFound {
         /// The key, for people.
         key: String,
+        /// Copies discarded because they failed verification.
+        forgeries: usize,
     },
-    /// Fewer copies than required were found.
-    #[error("record {key} was found {found} times, but {required} were required")]
+    /// Fewer agreeing copies than required were found.
+    #[error("record {key} was found {found} times in agreement, but {required} were required{}", forged(*forgeries))]
     QuorumFailed {
         /// The key, for people.
         key: String,
-        /// Copies found.
+        /// The most copies found of one version.
         found: usize,
         /// Copies required.
         required: usize,
+        /// Copies discarded because they failed verification.
+        forgeries: usize,
     },
     /// The lookup did not finish in time.
-    #[error("looking up record {key} timed out")]
+    #[error("looking up record {key} timed out{}", forged(*forgeries))]
     Timeout {
         /// The key, for people.
         key: String,
+        /// Copies discarded because they failed verification.
+        forgeries: usize,
     },
+}
+
+/// The end of a read's error message that says how many forged copies it
+/// discarded, if any.
+fn forged(forgeries: usize) -> String {
+    match forgeries {
+        0 => String::new(),
+        1 => " (1 forged copy discarded)".to_owned(),
+        n => format!(" ({n} forged copies discarded)"),
+    }
 }
 
 impl ErrorCode for GetRecordError {

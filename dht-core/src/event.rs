@@ -7,7 +7,7 @@ use libp2p::{Multiaddr, PeerId, request_response::OutboundFailure};
 #[cfg(feature = "serde")]
 use crate::api::ser;
 use crate::{
-    error::{DialFailure, ErrorCode},
+    error::{DialFailure, ErrorCode, RecordError},
     namespace::Namespace,
     record::StoreError,
     role::RoleKind,
@@ -111,7 +111,9 @@ pub enum Event {
         #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
         from: PeerId,
     },
-    /// A peer's record was refused (the store is full or it is out of bounds).
+    /// A peer's record was refused (not acknowledged): it is invalid or
+    /// forged, older than the version held, or the store or the sender's
+    /// share of it is full.
     RecordRejected {
         /// The record key.
         #[cfg_attr(feature = "serde", serde(serialize_with = "ser::data"))]
@@ -122,6 +124,19 @@ pub enum Event {
         /// Why.
         #[cfg_attr(feature = "serde", serde(serialize_with = "ser::error"))]
         reason: StoreError,
+    },
+    /// A read discarded a copy that failed verification: under another
+    /// key than asked, with a bad signature or a wrong hash.
+    RecordForged {
+        /// The key read.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::data"))]
+        key: Vec<u8>,
+        /// Who sent the copy (`None`: this node's own store).
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display_opt"))]
+        from: Option<PeerId>,
+        /// What was wrong with it.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::error"))]
+        reason: RecordError,
     },
     /// A peer registered in a namespace at this node.
     RegistrationStored {

@@ -26,7 +26,7 @@ use crate::{
     },
     event::Event,
     namespace::Namespace,
-    record::{Quorum, StoreLimits, check_key, check_value},
+    record::{Quorum, StoreLimits, Write, check_key, check_record_key, check_value},
     report::{Link, NetworkReport, Registration, RoutingTable, StoredRecord},
     role::RoleKind,
 };
@@ -92,6 +92,9 @@ pub struct PutRecordOk {
     /// The key written.
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::data"))]
     pub key: Vec<u8>,
+    /// The version written, for a mutable record.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub seq: Option<u64>,
     /// What the write cost.
     pub stats: QueryStats,
 }
@@ -107,17 +110,30 @@ pub struct GetRecordOk {
     /// The key read.
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::data"))]
     pub key: Vec<u8>,
-    /// The value of the first copy found.
+    /// The value: of the newest version found in enough copies, checked
+    /// against its owner's signature or its hash.
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::data"))]
     pub value: Vec<u8>,
-    /// Who published it, if known.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display_opt"))]
-    pub publisher: Option<PeerId>,
-    /// Whether a copy was in this node's own store.
+    /// The owner, for a mutable record.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            serialize_with = "ser::display_opt",
+            skip_serializing_if = "Option::is_none"
+        )
+    )]
+    pub owner: Option<PeerId>,
+    /// The version, for a mutable record.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub seq: Option<u64>,
+    /// Whether this version was in this node's own store.
     pub found_locally: bool,
-    /// The peers that sent a copy.
+    /// The peers that sent this version.
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display_all"))]
     pub found_at: Vec<PeerId>,
+    /// Copies discarded because they failed verification (under another
+    /// key, a bad signature, a wrong hash).
+    pub forgeries: usize,
     /// What the read cost.
     pub stats: QueryStats,
 }
@@ -127,8 +143,7 @@ pub(crate) type Reply<T> = oneshot::Sender<T>;
 #[derive(Debug)]
 pub(crate) enum Command {
     PutRecord {
-        key: Vec<u8>,
-        value: Vec<u8>,
+        write: Write,
         quorum: Quorum,
         reply: Reply<Result<PutRecordOk, PutRecordError>>,
     },
@@ -236,30 +251,33 @@ impl NodeHandle {
         answer.await.map_err(|_| NodeStopped)
     }
 
-    /// Stores `value` under `key` here and at the `k` closest peers; succeeds
-    /// once one peer besides this node confirmed.
-    pub async fn put_record(
-        &self,
-        key: impl Into<Vec<u8>>,
-        value: impl Into<Vec<u8>>,
-    ) -> Result<PutRecordOk, PutRecordError> {
-        self.put_record_with_quorum(key, value, Quorum::One).await
+    /// Stores a record here and at the `k` closest peers; succeeds once one
+    /// peer besides this node confirmed. Returns the key, which for an
+    /// immutable record is where to read it.
+    ///
+    /// ```no_run
+    /// # async fn write(handle: dht_core::NodeHandle, keypair: libp2p::identity::Keypair) {
+    /// use dht_core::record::Write;
+    /// let put = handle.put(Write::mutable(&keypair, "status", "online")).await.unwrap();
+    /// let got = handle.get_record(put.key).await.unwrap();
+    /// assert_eq!(got.value, b"online");
+    /// # }
+    /// ```
+    pub async fn put(&self, write: Write) -> Result<PutRecordOk, PutRecordError> {
+        self.put_with_quorum(write, Quorum::One).await
     }
 
-    /// Like [`put_record`](Self::put_record), succeeding once `quorum` peers
-    /// besides this node confirmed.
-    pub async fn put_record_with_quorum(
+    /// Like [`put`](Self::put), succeeding once `quorum` peers besides this
+    /// node confirmed.
+    pub async fn put_with_quorum(
         &self,
-        key: impl Into<Vec<u8>>,
-        value: impl Into<Vec<u8>>,
+        write: Write,
         quorum: Quorum,
     ) -> Result<PutRecordOk, PutRecordError> {
-        let (key, value) = (key.into(), value.into());
-        check_key(&key)?;
-        check_value(&value, self.limits.max_value_size)?;
+        write.key()?;
+        check_value(write.value(), self.limits.max_value_size)?;
         self.call(|reply| Command::PutRecord {
-            key,
-            value,
+            write,
             quorum,
             reply,
         })
@@ -281,7 +299,8 @@ impl NodeHandle {
         quorum: Quorum,
     ) -> Result<GetRecordOk, GetRecordError> {
         let key = key.into();
-        check_key(&key)?;
+        // Only the two kinds of record exist; nothing else could verify.
+        check_record_key(&key)?;
         self.call(|reply| Command::GetRecord { key, quorum, reply })
             .await
             .unwrap_or(Err(GetRecordError::NodeStopped))
@@ -414,7 +433,8 @@ impl NodeHandle {
         let _ = self.call(|reply| Command::Shutdown { reply }).await;
     }
 
-    /// Largest value accepted by [`put_record`](Self::put_record).
+    /// Largest stored value accepted by [`put`](Self::put) (a mutable
+    /// record's envelope counts).
     pub fn max_record_size(&self) -> usize {
         self.limits.max_value_size
     }

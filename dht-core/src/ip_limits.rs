@@ -41,14 +41,7 @@ impl Source {
     /// The source of a connection from `address`, if it is an IP address
     /// that counts (loopback ones count only with `count_loopback`).
     fn of(address: &Multiaddr, count_loopback: bool) -> Option<Self> {
-        let ip = match address.iter().next()? {
-            Protocol::Ip4(ip) => IpAddr::V4(ip),
-            Protocol::Ip6(ip) => match ip.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6(ip),
-            },
-            _ => return None,
-        };
+        let ip = remote_ip(address)?;
         if ip.is_loopback() && !count_loopback {
             return None;
         }
@@ -56,6 +49,19 @@ impl Source {
             IpAddr::V4(ip) => Source::V4(ip.octets()),
             IpAddr::V6(ip) => Source::V6(prefix_64(ip)),
         })
+    }
+}
+
+/// The IP address a connection's remote address starts with (an
+/// IPv4-mapped IPv6 address as IPv4), if it starts with one.
+pub(crate) fn remote_ip(address: &Multiaddr) -> Option<IpAddr> {
+    match address.iter().next()? {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(match ip.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(ip),
+        }),
+        _ => None,
     }
 }
 

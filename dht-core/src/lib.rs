@@ -26,9 +26,12 @@
 //! - **Pinned connections** to bootstrap peers and namespace links, see
 //!   [`keep_alive`].
 //!
-//! Where we differ from a plain libp2p Kademlia: inbound records pass through
-//! the node and a bounded store ([`record::StoreLimits`]) rather than the
-//! unbounded default; write-back caching is off; provider TTL and
+//! Where we differ from a plain libp2p Kademlia: only two kinds of record
+//! exist, mutable ones signed by their owner and immutable ones named by
+//! their hash ([`record::signed`]), and every node checks every record it
+//! stores or reads; inbound records go to a bounded store
+//! ([`record::StoreLimits`]) that charges each to its sender's share and
+//! refuses (does not acknowledge) what it cannot take; write-back caching is off; provider TTL and
 //! republication follow the namespace settings (10 min and 4 min by default
 //! rather than 48 h and 12 h), since provider records are how namespace
 //! members are found.
@@ -42,7 +45,7 @@
 //! ```
 //! use std::time::Duration;
 //!
-//! use dht_core::{Behaviour, Config, Role, Running};
+//! use dht_core::{Behaviour, Config, Role, Running, record::Write};
 //! use futures::executor::{ThreadPool, block_on};
 //! use libp2p::{
 //!     Multiaddr, Swarm, Transport,
@@ -52,32 +55,34 @@
 //!     noise, swarm, yamux,
 //! };
 //!
-//! fn swarm(pool: &ThreadPool, config: &Config) -> Swarm<Behaviour> {
-//!     let key = Keypair::generate_ed25519();
+//! fn swarm(pool: &ThreadPool, config: &Config, key: &Keypair) -> Swarm<Behaviour> {
 //!     let transport = MemoryTransport::default()
 //!         .upgrade(Version::V1)
-//!         .authenticate(noise::Config::new(&key).unwrap())
+//!         .authenticate(noise::Config::new(key).unwrap())
 //!         .multiplex(yamux::Config::default())
 //!         .boxed();
 //!     let executor = pool.clone();
 //!     let swarm_config = config.swarm_config(swarm::Config::with_executor(move |task| executor.spawn_ok(task)));
-//!     Swarm::new(transport, Behaviour::new(&key, config), key.public().to_peer_id(), swarm_config)
+//!     Swarm::new(transport, Behaviour::new(key, config), key.public().to_peer_id(), swarm_config)
 //! }
 //!
 //! let pool = ThreadPool::new().unwrap();
 //! block_on(async {
 //!     let config = Config::default();
-//!     let bootstrap = dht_core::start(swarm(&pool, &config), &config, &Role::Bootstrap, |task| pool.spawn_ok(task));
+//!     let bootstrap_key = Keypair::generate_ed25519();
+//!     let bootstrap = dht_core::start(swarm(&pool, &config, &bootstrap_key), &config, &Role::Bootstrap, |task| pool.spawn_ok(task));
 //!     let address = Multiaddr::empty().with(Protocol::Memory(9_100_001));
 //!     bootstrap.listen([address.clone()]).await.unwrap();
 //!
 //!     let config = Config::builder().bootstrap_peer(address.with(Protocol::P2p(bootstrap.peer_id()))).build().unwrap();
-//!     let mut client = dht_core::start(swarm(&pool, &config), &config, &Role::ClientHelper, |task| pool.spawn_ok(task));
+//!     let client_key = Keypair::generate_ed25519();
+//!     let mut client = dht_core::start(swarm(&pool, &config, &client_key), &config, &Role::ClientHelper, |task| pool.spawn_ok(task));
 //!     client.joined(Duration::from_secs(10)).await.unwrap();
 //!
-//!     client.handle.put_record(b"song".to_vec(), b"la".to_vec()).await.unwrap();
-//!     let found = bootstrap.handle.get_record(b"song".to_vec()).await.unwrap();
-//!     assert_eq!(found.value, b"la");
+//!     // A record only the client's key can change, under /ns-dht/m/<client>/song.
+//!     let put = client.handle.put(Write::mutable(&client_key, "song", "la")).await.unwrap();
+//!     let found = bootstrap.handle.get_record(put.key).await.unwrap();
+//!     assert_eq!((found.value, found.owner), (b"la".to_vec(), Some(client.peer_id())));
 //! });
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -92,9 +97,12 @@ pub mod event;
 mod handle;
 mod host;
 pub mod ip_limits;
+pub mod kademlia;
 pub mod keep_alive;
 pub mod namespace;
 mod node;
+#[cfg(test)]
+mod properties;
 pub mod record;
 pub mod report;
 pub mod role;
@@ -114,6 +122,6 @@ pub use host::{NodeTask, Running, start};
 pub use libp2p;
 pub use namespace::Namespace;
 pub use node::Node;
-pub use record::Quorum;
+pub use record::{Quorum, Write};
 pub use report::{NetworkReport, RoutingTable};
 pub use role::{Role, RoleKind};

@@ -84,12 +84,23 @@ pub struct StoredRecord {
     /// The key.
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::data"))]
     pub key: Vec<u8>,
-    /// The value.
+    /// The value (without a mutable record's envelope).
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::data"))]
     pub value: Vec<u8>,
-    /// Who published it, if known.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display_opt"))]
-    pub publisher: Option<PeerId>,
+    /// The owner, for a mutable record.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            serialize_with = "ser::display_opt",
+            skip_serializing_if = "Option::is_none"
+        )
+    )]
+    pub owner: Option<PeerId>,
+    /// The version, for a mutable record.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub seq: Option<u64>,
+    /// Whether this node holds it for others (it did not write it).
+    pub for_others: bool,
     /// Time left before it expires here; `None` for never.
     #[cfg_attr(
         feature = "serde",
@@ -177,6 +188,9 @@ pub struct NetworkReport {
     pub registered_in: Vec<Namespace>,
     /// Confirmed namespace links.
     pub links: usize,
+    /// Record copies this node's reads discarded because they failed
+    /// verification, since it started.
+    pub forgeries_discarded: u64,
 }
 
 /// How many peers one k-bucket holds.

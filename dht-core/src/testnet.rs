@@ -7,7 +7,7 @@
 //! process: memory addresses (`/memory/<port>`) are private to it.
 //!
 //! ```
-//! use dht_core::{Config, Role, testnet::Testnet};
+//! use dht_core::{Config, Role, record::Write, testnet::Testnet};
 //! use futures::executor::{ThreadPool, block_on};
 //!
 //! let pool = ThreadPool::new().unwrap();
@@ -16,9 +16,10 @@
 //!     for _ in 0..4 {
 //!         net.spawn(Config::builder(), Role::ClientHelper).await.unwrap();
 //!     }
-//!     let writer = &net.nodes()[3].handle;
-//!     writer.put_record(b"greeting".to_vec(), b"hello".to_vec()).await.unwrap();
-//!     let found = net.nodes()[1].handle.get_record(b"greeting".to_vec()).await.unwrap();
+//!     let writer = &net.nodes()[3];
+//!     let greeting = Write::mutable(&writer.keypair, "greeting", "hello");
+//!     let put = writer.handle.put(greeting).await.unwrap();
+//!     let found = net.nodes()[1].handle.get_record(put.key).await.unwrap();
 //!     assert_eq!(found.value, b"hello");
 //! });
 //! ```

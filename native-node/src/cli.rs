@@ -262,18 +262,49 @@ pub(crate) struct ClientArgs {
 
 #[derive(Debug, Clone, Subcommand)]
 pub(crate) enum ClientOperation {
-    /// Print the value stored under KEY (raw bytes on stdout).
+    /// Print the value of the record under KEY (raw bytes on stdout), once
+    /// its signature or hash checked out.
+    ///
+    /// KEY is what `put` and `put-immutable` print:
+    /// /ns-dht/m/<owner peer id>/<name> or /ns-dht/i/<sha256 hex>. Copies
+    /// that fail verification are discarded (counted in --json output) and
+    /// the lookup goes on to honest holders.
     Get {
-        /// The record key (UTF-8).
+        /// The record key.
         key: String,
-        /// Copies that must be found (the local store counts as one).
+        /// Copies of one version that must be found (the local store
+        /// counts as one); the newest version found that often is printed.
         #[arg(long, default_value_t = 1)]
         quorum: usize,
     },
-    /// Store VALUE (or the contents of --value-file) under KEY.
+    /// Store VALUE (or the contents of --value-file) as the record NAME of
+    /// this node's identity, which only that identity can change.
+    ///
+    /// The record lives under /ns-dht/m/<peer id>/NAME (printed), signed
+    /// with the identity's key. Pass --key-file to write the same record
+    /// again from a later run: a new identity owns a different record.
+    /// Every write is a new version, numbered by the clock in milliseconds
+    /// unless --seq says otherwise; nodes keep the highest version.
     Put {
-        /// The record key (UTF-8).
-        key: String,
+        /// The record's name (UTF-8, 1 to 256 bytes).
+        name: String,
+        /// The value (UTF-8); omit it to use --value-file.
+        #[arg(required_unless_present = "value_file")]
+        value: Option<String>,
+        /// Read the value from this file instead.
+        #[arg(long, value_name = "PATH", conflicts_with = "value")]
+        value_file: Option<PathBuf>,
+        /// Write this version number instead of the clock's; it must be
+        /// higher than the version the network holds.
+        #[arg(long, value_name = "N")]
+        seq: Option<u64>,
+        /// Peers besides this node that must confirm.
+        #[arg(long, default_value_t = 1)]
+        quorum: usize,
+    },
+    /// Store VALUE (or the contents of --value-file) under the hash of its
+    /// content, /ns-dht/i/<sha256 hex> (printed); nobody can change it.
+    PutImmutable {
         /// The value (UTF-8); omit it to use --value-file.
         #[arg(required_unless_present = "value_file")]
         value: Option<String>,
@@ -305,8 +336,8 @@ pub(crate) enum ClientOperation {
     Run,
     /// Keep running and answer requests from stdin, one per line, with one
     /// JSON answer each on stdout (`{"ok": true, "record": …}` or `{"ok":
-    /// false, "error": {"code", "message"}}`): `get KEY`, `put KEY VALUE`,
-    /// `closest KEY`, `discover NAMESPACE`, `register NAMESPACE`,
+    /// false, "error": {"code", "message"}}`): `get KEY`, `put NAME VALUE`
+    /// (signed with this node's identity), `put-immutable VALUE`, `closest KEY`, `discover NAMESPACE`, `register NAMESPACE`,
     /// `unregister NAMESPACE`, `report`, `quit`.
     Serve,
 }

@@ -3,14 +3,14 @@
 //! result is a `dht_core::api::Answer`, the same shape the HTTP API and the
 //! browser give.
 
-use std::num::NonZeroUsize;
+use std::{num::NonZeroUsize, path::PathBuf};
 
 use anyhow::anyhow;
 use dht_core::{
     ErrorCode, Namespace, NodeHandle, Quorum, Role, ServerMode,
     api::Answer,
-    libp2p::PeerId,
-    record::{check_key, check_value},
+    libp2p::{PeerId, identity::Keypair},
+    record::{Write, check_key, check_record_key, check_value},
 };
 use native_node::{ListenSet, NativeNode, node::dialable_addresses};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -37,6 +37,8 @@ pub(crate) async fn run(args: ClientArgs, output: Output) -> Result<(), Failure>
         ));
     }
     let keypair = load_identity(&args.node, None)?;
+    // Mutable records are signed with the node's own identity.
+    let owner = keypair.clone();
     // A one-shot operation queries the DHT without offering to serve it: a
     // process that exits a moment later must not leave a dead entry in
     // other nodes' routing tables, which their lookups would wait on.
@@ -66,7 +68,7 @@ pub(crate) async fn run(args: ClientArgs, output: Output) -> Result<(), Failure>
     let result = match node.joined(args.join_timeout).await {
         Ok(_) => {
             operation
-                .perform(&mut node, args.node.max_record_size, output)
+                .perform(&mut node, &owner, args.node.max_record_size, output)
                 .await
         }
         Err(error) => Err(Failure::of(error)),
@@ -83,8 +85,10 @@ enum Operation {
         quorum: Quorum,
     },
     Put {
-        key: Vec<u8>,
+        /// The name of a mutable record, or `None` for an immutable one.
+        name: Option<Vec<u8>>,
         value: Vec<u8>,
+        seq: Option<u64>,
         quorum: Quorum,
     },
     Closest {
@@ -109,42 +113,71 @@ fn quorum(count: usize) -> Result<Quorum, Failure> {
         .ok_or_else(|| Failure::usage("bad-quorum", anyhow!("--quorum must be at least 1")))
 }
 
+/// The value of a put: the argument, or the contents of the value file.
+async fn read_value(
+    value: &Option<String>,
+    value_file: &Option<PathBuf>,
+    max_record_size: usize,
+) -> Result<Vec<u8>, Failure> {
+    let value = match (value, value_file) {
+        (Some(value), _) => value.clone().into_bytes(),
+        (None, Some(path)) => tokio::fs::read(path).await.map_err(|error| {
+            Failure::usage(
+                "unreadable-value-file",
+                anyhow::Error::new(error)
+                    .context(format!("cannot read the value file {}", path.display())),
+            )
+        })?,
+        (None, None) => {
+            return Err(Failure::usage(
+                "bad-request",
+                anyhow!("give a VALUE or --value-file"),
+            ));
+        }
+    };
+    check_value(&value, max_record_size).map_err(Failure::input)?;
+    Ok(value)
+}
+
 impl Operation {
     async fn check(operation: &ClientOperation, max_record_size: usize) -> Result<Self, Failure> {
         Ok(match operation {
             ClientOperation::Get { key, quorum: q } => Operation::Get {
-                key: checked_key(key)?,
+                key: {
+                    check_record_key(key.as_bytes()).map_err(Failure::input)?;
+                    key.as_bytes().to_vec()
+                },
                 quorum: quorum(*q)?,
             },
             ClientOperation::Put {
-                key,
+                name,
                 value,
                 value_file,
+                seq,
                 quorum: q,
             } => {
-                let value = match (value, value_file) {
-                    (Some(value), _) => value.clone().into_bytes(),
-                    (None, Some(path)) => tokio::fs::read(path).await.map_err(|error| {
-                        Failure::usage(
-                            "unreadable-value-file",
-                            anyhow::Error::new(error)
-                                .context(format!("cannot read the value file {}", path.display())),
-                        )
-                    })?,
-                    (None, None) => {
-                        return Err(Failure::usage(
-                            "bad-request",
-                            anyhow!("give a VALUE or --value-file"),
-                        ));
-                    }
-                };
-                check_value(&value, max_record_size).map_err(Failure::input)?;
+                let name = name.clone().into_bytes();
+                // The owner does not change the key's validity; any will do.
+                Write::mutable(&Keypair::generate_ed25519(), name.clone(), "")
+                    .key()
+                    .map_err(Failure::input)?;
                 Operation::Put {
-                    key: checked_key(key)?,
-                    value,
+                    name: Some(name),
+                    value: read_value(value, value_file, max_record_size).await?,
+                    seq: *seq,
                     quorum: quorum(*q)?,
                 }
             }
+            ClientOperation::PutImmutable {
+                value,
+                value_file,
+                quorum: q,
+            } => Operation::Put {
+                name: None,
+                value: read_value(value, value_file, max_record_size).await?,
+                seq: None,
+                quorum: quorum(*q)?,
+            },
             ClientOperation::Closest { key, peer } => Operation::Closest {
                 key: match (key, peer) {
                     (_, Some(peer)) => peer.to_bytes(),
@@ -169,6 +202,7 @@ impl Operation {
     async fn perform(
         self,
         node: &mut NativeNode,
+        owner: &Keypair,
         max_record_size: usize,
         output: Output,
     ) -> Result<(), Failure> {
@@ -179,11 +213,23 @@ impl Operation {
                 .await
                 .map(Answer::Record)
                 .map_err(Failure::of)?,
-            Operation::Put { key, value, quorum } => handle
-                .put_record_with_quorum(key, value, quorum)
-                .await
-                .map(Answer::Stored)
-                .map_err(Failure::of)?,
+            Operation::Put {
+                name,
+                value,
+                seq,
+                quorum,
+            } => {
+                let write = match (name, seq) {
+                    (Some(name), None) => Write::mutable(owner, name, value),
+                    (Some(name), Some(seq)) => {
+                        Write::mutable(owner, name, value).with_sequence(seq)
+                    }
+                    (None, _) => Write::immutable(value),
+                };
+                handle.put_with_quorum(write, quorum).await
+            }
+            .map(Answer::Stored)
+            .map_err(Failure::of)?,
             Operation::Closest { key } => handle
                 .closest_peers(key)
                 .await
@@ -206,7 +252,7 @@ impl Operation {
                 return Ok(());
             }
             Operation::Serve => {
-                serve(&handle, tokio::io::stdin(), max_record_size).await;
+                serve(&handle, owner, tokio::io::stdin(), max_record_size).await;
                 return Ok(());
             }
         };
@@ -223,7 +269,7 @@ enum BadRequest {
     #[error("the request line is longer than {limit} bytes")]
     TooLong { limit: usize },
     #[error(
-        "unknown request {0:?}; expected get, put, closest, discover, register, unregister, report or quit"
+        "unknown request {0:?}; expected get, put, put-immutable, closest, discover, register, unregister, report or quit"
     )]
     UnknownVerb(String),
     #[error("usage: {0}")]
@@ -244,7 +290,12 @@ impl ErrorCode for BadRequest {
 
 /// Answers requests read from `input`, one per line, with one [`Answer`]
 /// (a JSON line) each, until `quit`, end of input, or Ctrl-C.
-async fn serve(handle: &NodeHandle, input: impl AsyncRead + Unpin, max_record_size: usize) {
+async fn serve(
+    handle: &NodeHandle,
+    owner: &Keypair,
+    input: impl AsyncRead + Unpin,
+    max_record_size: usize,
+) {
     let limit = max_record_size + LINE_OVERHEAD;
     let mut reader = BufReader::new(input);
     let shutdown = signal::shutdown();
@@ -264,7 +315,7 @@ async fn serve(handle: &NodeHandle, input: impl AsyncRead + Unpin, max_record_si
             Ok(_) => match std::str::from_utf8(&line) {
                 Ok(text) if text.trim() == "quit" => return,
                 Ok(text) if text.trim().is_empty() => continue,
-                Ok(text) => answer(handle, text.trim_end_matches(['\r', '\n'])).await,
+                Ok(text) => answer(handle, owner, text.trim_end_matches(['\r', '\n'])).await,
                 Err(_) => Answer::error(&BadRequest::NotUtf8),
             },
             Err(error) => Answer::error(&error),
@@ -310,20 +361,22 @@ async fn read_line(
     }
 }
 
-/// Answers one request line.
-async fn answer(handle: &NodeHandle, request: &str) -> Answer {
+/// Answers one request line; `put` signs with `owner`.
+async fn answer(handle: &NodeHandle, owner: &Keypair, request: &str) -> Answer {
     let (verb, rest) = request.split_once(' ').unwrap_or((request, ""));
     let namespace = || Namespace::new(rest);
     match verb {
-        "get" => match check_key(rest.as_bytes()) {
-            Ok(()) => Answer::from_result(handle.get_record(rest).await, Answer::Record),
-            Err(error) => Answer::error(&error),
-        },
+        "get" => Answer::from_result(handle.get_record(rest).await, Answer::Record),
         "put" => {
-            let Some((key, value)) = rest.split_once(' ') else {
-                return Answer::error(&BadRequest::Usage("put KEY VALUE"));
+            let Some((name, value)) = rest.split_once(' ') else {
+                return Answer::error(&BadRequest::Usage("put NAME VALUE"));
             };
-            Answer::from_result(handle.put_record(key, value).await, Answer::Stored)
+            let write = Write::mutable(owner, name, value);
+            Answer::from_result(handle.put(write).await, Answer::Stored)
+        }
+        "put-immutable" => {
+            let write = Write::immutable(rest);
+            Answer::from_result(handle.put(write).await, Answer::Stored)
         }
         "closest" => {
             let key = match rest.parse::<PeerId>() {

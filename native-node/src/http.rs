@@ -336,7 +336,12 @@ fn reply(answer: Answer) -> (StatusCode, Json<Answer>) {
 fn status_of(error: &ErrorReport) -> StatusCode {
     match error.code {
         "not-found" => StatusCode::NOT_FOUND,
-        "bad-request" | "empty-key" | "key-too-large" => StatusCode::BAD_REQUEST,
+        "bad-request"
+        | "empty-key"
+        | "key-too-large"
+        | "unknown-record-kind"
+        | "bad-record-name"
+        | "owner-key-not-inline" => StatusCode::BAD_REQUEST,
         "timeout" | "quorum-failed" => StatusCode::GATEWAY_TIMEOUT,
         "api-not-local" => StatusCode::FORBIDDEN,
         "node-stopped" => StatusCode::SERVICE_UNAVAILABLE,

@@ -121,10 +121,11 @@ async function main() {
   const listenerId = (await listener.waitFor("start-up", (l) => l.type === "started")).peerId;
   await listener.waitFor("its registration", (l) => l.type === "registered");
 
-  const nativeKey = `native-record-${run}`;
   const nativeValue = "written by a native node";
-  const put = nativeClient(["--bootstrap", tcp, "put", nativeKey, nativeValue]);
+  const put = nativeClient(["--json", "--bootstrap", tcp, "put", `native-record-${run}`, nativeValue]);
   if (put.status !== 0) fail(`the native client could not write: ${put.stderr}`);
+  // The signed record's key: /ns-dht/m/<the client's peer id>/native-record-<run>.
+  const nativeKey = JSON.parse(put.stdout).stored.key.text;
 
   // 2. wasm-node's tests in headless Chromium.
   const wasmTests = spawnSync("wasm-pack", ["test", "--headless", "--chrome", join(root, "wasm-node")], {
@@ -162,13 +163,15 @@ async function main() {
 
       await page.fill("#get-key", nativeKey);
       await page.click("#get-form button");
-      await page.waitForFunction(() => document.querySelector("#op-result").textContent.startsWith('"native-record'));
+      await page.waitForFunction(() => document.querySelector("#op-result").textContent.startsWith('"/ns-dht/m/'));
       const got = await page.textContent("#op-result");
-      if (!got.includes(nativeValue)) fail(`the page read ${got}`);
+      if (!got.includes(nativeValue) || !got.includes("signed by")) fail(`the page read ${got}`);
 
-      const key = `page-record-${transport}-${run}`;
+      const name = `page-record-${transport}-${run}`;
       const value = `put through the page over ${transport}`;
-      await page.fill("#put-key", key);
+      const peerId = await page.textContent("#peer-id");
+      const key = `/ns-dht/m/${peerId}/${name}`;
+      await page.fill("#put-name", name);
       await page.fill("#put-value", value);
       await page.click("#put-form button");
       await page.waitForFunction(

@@ -232,6 +232,21 @@ impl Started {
     }
 }
 
+/// A well-formed record key nobody wrote: the immutable record whose
+/// value would hash to all zeros.
+pub const MISSING_KEY: &str =
+    "/ns-dht/i/0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The key a successful `native-node --json client put ...` printed.
+pub fn stored_key(stdout: &str) -> String {
+    let answer: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not a JSON answer ({e}): {stdout}"));
+    answer["stored"]["key"]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no stored key in {stdout}"))
+        .to_owned()
+}
+
 /// The error code a failed `native-node --json ...` printed as its last
 /// line, checking that the line is a failed answer.
 pub fn error_code(stdout: &str) -> Option<String> {

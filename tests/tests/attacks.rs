@@ -78,7 +78,7 @@ fn a_flood_from_one_address_leaves_room_for_others() {
         "--join-timeout",
         "4s",
         "get",
-        "k",
+        dht_tests::process::MISSING_KEY,
     ]);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert_eq!(error_code(&stdout).as_deref(), Some("join-timeout"));
@@ -94,7 +94,7 @@ fn a_flood_from_one_address_leaves_room_for_others() {
         "--join-timeout",
         "10s",
         "get",
-        "k",
+        dht_tests::process::MISSING_KEY,
     ]);
     assert_eq!(status.code(), Some(4), "{stderr}");
     assert_eq!(error_code(&stdout).as_deref(), Some("not-found"));

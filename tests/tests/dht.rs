@@ -9,17 +9,24 @@ use std::{collections::HashSet, time::Duration};
 use dht_core::{
     Config, ConfigBuilder,
     libp2p::PeerId,
-    testnet::{Testnet, xor_closest},
+    record::Write,
+    testnet::{TestNode, Testnet, xor_closest},
 };
 use dht_tests::{eventually, network, pool, run};
 use futures::future::join_all;
 
-fn record_key(index: usize) -> Vec<u8> {
-    format!("record-of-node-{index}").into_bytes()
-}
-
 fn record_value(index: usize) -> Vec<u8> {
     format!("value written by node {index}").into_bytes()
+}
+
+/// The record every node writes: signed with its own key, so only it can
+/// change it.
+fn record_of(node: &TestNode) -> Write {
+    Write::mutable(&node.keypair, "record", record_value(node.index))
+}
+
+fn record_key(node: &TestNode) -> Vec<u8> {
+    record_of(node).key().expect("a valid record name")
 }
 
 /// Every node refreshes its routing table once, as the periodic refresh would
@@ -53,11 +60,7 @@ fn every_record_is_stored_at_the_k_closest_and_found_by_everyone(size: usize, k:
         let nodes = net.nodes();
         let ids: Vec<PeerId> = nodes.iter().map(|n| n.peer_id).collect();
 
-        let puts = join_all(nodes.iter().map(|n| {
-            n.handle
-                .put_record(record_key(n.index), record_value(n.index))
-        }))
-        .await;
+        let puts = join_all(nodes.iter().map(|n| n.handle.put(record_of(n)))).await;
         for (node, put) in nodes.iter().zip(puts) {
             if let Err(error) = put {
                 panic!("node {} could not store its record: {error}", node.index);
@@ -71,7 +74,7 @@ fn every_record_is_stored_at_the_k_closest_and_found_by_everyone(size: usize, k:
                 |writer| async move {
                     (
                         writer.index,
-                        reader.handle.get_record(record_key(writer.index)).await,
+                        reader.handle.get_record(record_key(writer)).await,
                     )
                 },
             ))
@@ -106,7 +109,7 @@ fn every_record_is_stored_at_the_k_closest_and_found_by_everyone(size: usize, k:
             stores.push(keys);
         }
         for writer in nodes {
-            let key = record_key(writer.index);
+            let key = record_key(writer);
             let others = ids.iter().copied().filter(|id| *id != writer.peer_id);
             let mut expected: HashSet<PeerId> = xor_closest(&key, others, k).into_iter().collect();
             expected.insert(writer.peer_id);
@@ -125,8 +128,8 @@ fn every_record_is_stored_at_the_k_closest_and_found_by_everyone(size: usize, k:
         for node in nodes {
             // A few record keys and a peer id from every node's point of view.
             let targets = [
-                record_key((node.index + 1) % size),
-                record_key((node.index + size / 2) % size),
+                record_key(&nodes[(node.index + 1) % size]),
+                record_key(&nodes[(node.index + size / 2) % size]),
                 ids[(node.index + 3) % size].to_bytes(),
             ];
             for target in targets {
@@ -182,12 +185,12 @@ fn lookups_route_through_peers_that_know_the_holders() {
         for writer in net.nodes().iter().skip(1) {
             writer
                 .handle
-                .put_record(record_key(writer.index), record_value(writer.index))
+                .put(record_of(writer))
                 .await
                 .expect("put succeeds");
         }
         for writer in net.nodes().iter().skip(1) {
-            let key = record_key(writer.index);
+            let key = record_key(writer);
             let mut holders = HashSet::new();
             for node in net.nodes() {
                 let records = node.handle.records().await.expect("running");
@@ -230,7 +233,7 @@ fn lookups_route_through_peers_that_know_the_holders() {
         );
         let found = newcomer
             .handle
-            .get_record(record_key(*writer))
+            .get_record(record_key(&net.nodes()[*writer]))
             .await
             .expect("record is found");
         assert_eq!(found.value, record_value(*writer));

@@ -4,7 +4,9 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use dht_tests::process::{NodeProcess, error_code, free_port, run_once, temp_dir};
+use dht_tests::process::{
+    MISSING_KEY, NodeProcess, error_code, free_port, run_once, stored_key, temp_dir,
+};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(40);
@@ -184,7 +186,13 @@ fn bad_input_is_a_clear_error_and_never_a_panic() {
     // (arguments, exit status, the error code printed with --json)
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (
-            vec!["client", "--bootstrap", "/ip4/127.0.0.1/tcp/1", "get", "k"],
+            vec![
+                "client",
+                "--bootstrap",
+                "/ip4/127.0.0.1/tcp/1",
+                "get",
+                MISSING_KEY,
+            ],
             2,
             "bootstrap-without-peer-id",
         ),
@@ -222,7 +230,7 @@ fn bad_input_is_a_clear_error_and_never_a_panic() {
             3,
             "identity-unreadable",
         ),
-        (vec!["client", "get", "k"], 2, "no-bootstrap"),
+        (vec!["client", "get", MISSING_KEY], 2, "no-bootstrap"),
         (
             vec![
                 "client",
@@ -231,7 +239,7 @@ fn bad_input_is_a_clear_error_and_never_a_panic() {
                 "--listen",
                 "/dns4/example.org/tcp/1",
                 "get",
-                "k",
+                MISSING_KEY,
             ],
             1,
             "listen-unsupported",
@@ -256,7 +264,13 @@ fn bad_input_is_a_clear_error_and_never_a_panic() {
     }
     // What the command line itself refuses never reaches the node.
     for args in [
-        &["client", "--bootstrap", "/ip4/not-an-ip/tcp/1", "get", "k"][..],
+        &[
+            "client",
+            "--bootstrap",
+            "/ip4/not-an-ip/tcp/1",
+            "get",
+            MISSING_KEY,
+        ][..],
         &["listener", "--namespace", "", "--bootstrap", boot],
     ] {
         let (exit, _, stderr) = run_once(args);
@@ -286,7 +300,7 @@ fn an_unreachable_bootstrap_fails_the_client_in_time() {
         "--join-timeout",
         "2s",
         "get",
-        "k",
+        MISSING_KEY,
     ]);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert_eq!(
@@ -322,21 +336,43 @@ fn the_client_helper_puts_and_gets_for_scripts() {
         })
         .collect();
 
-    let (status, stdout, stderr) = run_once(&[
+    // A signed record of the writer's identity, kept in a key file so a
+    // later run can write a new version.
+    let writer_key = dir.join("writer.key");
+    let writer_key = writer_key.to_str().expect("utf-8");
+    let put = |value: &str| {
+        let (status, stdout, stderr) = run_once(&[
+            "client",
+            "--bootstrap",
+            &address,
+            "--key-file",
+            writer_key,
+            "put",
+            "greeting",
+            value,
+        ]);
+        assert!(status.success(), "{stderr}");
+        assert!(stdout.starts_with("stored /ns-dht/m/"), "{stdout}");
+        stdout
+    };
+    put("hello");
+    let (_, stdout, _) = run_once(&[
+        "--json",
         "client",
         "--bootstrap",
         &address,
+        "--key-file",
+        writer_key,
         "put",
         "greeting",
-        "hello",
+        "hello again",
     ]);
-    assert!(status.success(), "{stderr}");
-    assert!(stdout.starts_with("stored greeting"), "{stdout}");
+    let key = stored_key(&stdout);
+    assert!(key.ends_with("/greeting"), "{key}");
 
-    let (status, stdout, stderr) =
-        run_once(&["client", "--bootstrap", &address, "get", "greeting"]);
+    let (status, stdout, stderr) = run_once(&["client", "--bootstrap", &address, "get", &key]);
     assert!(status.success(), "{stderr}");
-    assert_eq!(stdout, "hello");
+    assert_eq!(stdout, "hello again", "the newer version wins");
 
     let (status, stdout, stderr) = run_once(&[
         "--json",
@@ -344,32 +380,56 @@ fn the_client_helper_puts_and_gets_for_scripts() {
         "--bootstrap",
         &address,
         "get",
-        "no-such-key",
+        MISSING_KEY,
     ]);
     assert_eq!(status.code(), Some(4), "{stderr}");
     assert_eq!(error_code(&stdout).as_deref(), Some("not-found"));
+    // A key of no known kind is refused before the node starts.
+    let (status, stdout, _) = run_once(&[
+        "--json",
+        "client",
+        "--bootstrap",
+        &address,
+        "get",
+        "greeting",
+    ]);
+    assert_eq!(status.code(), Some(2));
+    assert_eq!(error_code(&stdout).as_deref(), Some("unknown-record-kind"));
 
     // Values are carried exactly: bytes as they are for a script, and as
     // base64 in JSON when they are not text.
     let binary = dir.join("binary.value");
     std::fs::write(&binary, [0xff, 0x0a, 0x00]).expect("write");
-    let (status, _, stderr) = run_once(&[
+    let (status, stdout, stderr) = run_once(&[
+        "--json",
         "client",
         "--bootstrap",
         &address,
-        "put",
-        "binary",
+        "put-immutable",
         "--value-file",
         binary.to_str().expect("utf-8"),
     ]);
     assert!(status.success(), "{stderr}");
+    let binary_key = stored_key(&stdout);
+    // The SHA-256 of ff 0a 00.
+    assert_eq!(
+        binary_key,
+        "/ns-dht/i/012e4089a992fc6160c0ce888ab59d200d8a480811d1d7f40bec704f61c59861"
+    );
     let output = std::process::Command::new(dht_tests::process::native_node())
-        .args(["client", "--bootstrap", &address, "get", "binary"])
+        .args(["client", "--bootstrap", &address, "get", &binary_key])
         .env_remove("DHT_BOOTSTRAP")
         .output()
         .expect("native-node runs");
     assert_eq!(output.stdout, [0xff, 0x0a, 0x00]);
-    let (_, stdout, _) = run_once(&["--json", "client", "--bootstrap", &address, "get", "binary"]);
+    let (_, stdout, _) = run_once(&[
+        "--json",
+        "client",
+        "--bootstrap",
+        &address,
+        "get",
+        &binary_key,
+    ]);
     let answer: Value = serde_json::from_str(stdout.trim()).expect("JSON");
     assert_eq!(answer["ok"], true);
     assert_eq!(
@@ -378,8 +438,9 @@ fn the_client_helper_puts_and_gets_for_scripts() {
     );
     assert_eq!(
         answer["record"]["key"],
-        serde_json::json!({ "text": "binary" })
+        serde_json::json!({ "text": binary_key })
     );
+    assert_eq!(answer["record"]["forgeries"], 0);
 
     let (status, stdout, _) = run_once(&[
         "--json",
@@ -506,10 +567,14 @@ fn the_bootstrap_serves_the_page_and_its_browser_addresses() {
     assert_eq!((status, body.as_str()), (200, "plain"));
     assert!(!head.contains("content-encoding"), "{head}");
 
-    let (status, body) = http_get(&url, "/api/record?key=nothing-stored-here");
+    let (status, body) = http_get(&url, &format!("/api/record?key={MISSING_KEY}"));
     assert_eq!(status, 404, "{body}");
     let answer: Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(answer["error"]["code"], "not-found");
+    let (status, body) = http_get(&url, "/api/record?key=not-a-record-key");
+    assert_eq!(status, 400, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(answer["error"]["code"], "unknown-record-kind");
     let (status, body) = http_get(&url, "/api/record");
     assert_eq!(status, 400, "{body}");
     let (status, body) = http_get(&url, "/status.json");
@@ -524,7 +589,8 @@ fn the_bootstrap_serves_the_page_and_its_browser_addresses() {
 
     // A record a client stored at the bootstrap, read through its HTTP API.
     let address = started.address("tcp");
-    let (status, _, stderr) = run_once(&[
+    let (status, stdout, stderr) = run_once(&[
+        "--json",
         "client",
         "--bootstrap",
         &address,
@@ -533,7 +599,8 @@ fn the_bootstrap_serves_the_page_and_its_browser_addresses() {
         "hello",
     ]);
     assert!(status.success(), "{stderr}");
-    let (status, body) = http_get(&url, "/api/record?key=via-http");
+    let key = stored_key(&stdout);
+    let (status, body) = http_get(&url, &format!("/api/record?key={key}"));
     assert_eq!(status, 200, "{body}");
     let answer: Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(

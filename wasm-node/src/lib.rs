@@ -10,8 +10,9 @@
 //! await init();
 //! const node = await DhtNode.start({ bootstrap: ["/ip4/127.0.0.1/tcp/4002/ws/p2p/12D3Koo..."] },
 //!                                  (event) => console.log(event.type, event));
-//! await node.put("greeting", "hello");
-//! const { value } = await node.get("greeting");   // { text: "hello" }
+//! // A record only this tab's identity can change, under /ns-dht/m/<peer id>/greeting.
+//! const { key } = await node.put("greeting", "hello");
+//! const { value, owner, seq } = await node.get(key);   // value: { text: "hello" }
 //! ```
 //!
 //! Results are plain objects in the shapes of `dht_core::api`, the same as
@@ -34,11 +35,11 @@ mod identity;
 use std::{cell::RefCell, collections::HashSet, rc::Rc, str::FromStr, time::Duration};
 
 use dht_core::{
-    Behaviour, Config, ErrorCode, Event, Namespace, NodeHandle, Role, ServerMode,
+    Behaviour, Config, ErrorCode, Event, Namespace, NodeHandle, Role, ServerMode, Write,
     error::chain,
     libp2p::{
-        Multiaddr, PeerId, SwarmBuilder, Transport, core::upgrade::Version, multiaddr,
-        multiaddr::Protocol, noise, webrtc_websys, websocket_websys, yamux,
+        Multiaddr, PeerId, SwarmBuilder, Transport, core::upgrade::Version, identity::Keypair,
+        multiaddr, multiaddr::Protocol, noise, webrtc_websys, websocket_websys, yamux,
     },
 };
 use futures::StreamExt;
@@ -130,6 +131,17 @@ impl ErrorCode for NotBytes {
     }
 }
 
+/// The bytes of a value given as a string or a `Uint8Array`.
+fn bytes_of(value: &JsValue) -> Result<Vec<u8>, JsValue> {
+    if let Some(text) = value.as_string() {
+        Ok(text.into_bytes())
+    } else if value.is_instance_of::<Uint8Array>() {
+        Ok(Uint8Array::from(value.clone()).to_vec())
+    } else {
+        Err(js_error(&NotBytes))
+    }
+}
+
 /// The transport a browser uses for an address, if it can dial it at all.
 fn browser_transport(address: &Multiaddr) -> Option<&'static str> {
     address.iter().find_map(|p| match p {
@@ -211,6 +223,8 @@ impl State {
 #[derive(Debug)]
 pub struct DhtNode {
     handle: NodeHandle,
+    /// The tab's identity, which signs its records.
+    owner: Keypair,
     state: Rc<RefCell<State>>,
     identity_persisted: bool,
 }
@@ -278,6 +292,8 @@ impl DhtNode {
         }
         let config = config.build().map_err(|e| js_error(&e))?;
 
+        // Kept to sign this tab's records.
+        let owner = keypair.clone();
         let swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_wasm_bindgen()
             .with_other_transport(|key| {
@@ -324,6 +340,7 @@ impl DhtNode {
         }
         Ok(DhtNode {
             handle: node.handle,
+            owner,
             state,
             identity_persisted,
         })
@@ -359,29 +376,38 @@ impl DhtNode {
         self.state.borrow_mut().on_event = callback;
     }
 
-    /// Stores `value` (a string or a `Uint8Array`) under `key` at the peers
-    /// closest to it. Resolves to `{ key, stats }` (see `dht_core::api`).
-    pub fn put(&self, key: String, value: JsValue) -> Promise {
+    /// Stores `value` (a string or a `Uint8Array`) as this tab's record
+    /// `name`, signed with its identity, at the peers closest to its key
+    /// `/ns-dht/m/<peer id>/<name>`; only this identity can change it. Each
+    /// put is a new version. Resolves to `{ key, seq, stats }` (see
+    /// `dht_core::api`).
+    pub fn put(&self, name: String, value: JsValue) -> Promise {
         let handle = self.handle.clone();
+        let owner = self.owner.clone();
         future_to_promise(async move {
-            let bytes = if let Some(text) = value.as_string() {
-                text.into_bytes()
-            } else if value.is_instance_of::<Uint8Array>() {
-                Uint8Array::from(value).to_vec()
-            } else {
-                return Err(js_error(&NotBytes));
-            };
-            let stored = handle
-                .put_record(key.into_bytes(), bytes)
-                .await
-                .map_err(|e| js_error(&e))?;
+            let write = Write::mutable(&owner, name, bytes_of(&value)?);
+            let stored = handle.put(write).await.map_err(|e| js_error(&e))?;
             to_js(&stored)
         })
     }
 
-    /// Finds the record under `key`. Resolves to `{ key, value, publisher,
-    /// foundLocally, foundAt, stats }`, with `value` as `{ text }` or `{
-    /// base64 }` (see `dht_core::api`); rejects when it is not found.
+    /// Stores `value` (a string or a `Uint8Array`) under the hash of its
+    /// content, `/ns-dht/i/<sha256 hex>`, which nobody can change. Resolves
+    /// to `{ key, stats }`.
+    #[wasm_bindgen(js_name = putImmutable)]
+    pub fn put_immutable(&self, value: JsValue) -> Promise {
+        let handle = self.handle.clone();
+        future_to_promise(async move {
+            let write = Write::immutable(bytes_of(&value)?);
+            let stored = handle.put(write).await.map_err(|e| js_error(&e))?;
+            to_js(&stored)
+        })
+    }
+
+    /// Finds the record under `key` and checks its signature or hash.
+    /// Resolves to `{ key, value, owner, seq, foundLocally, foundAt,
+    /// forgeries, stats }`, with `value` as `{ text }` or `{ base64 }` (see
+    /// `dht_core::api`); rejects when no valid copy is found.
     pub fn get(&self, key: String) -> Promise {
         let handle = self.handle.clone();
         future_to_promise(async move {

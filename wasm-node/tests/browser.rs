@@ -138,11 +138,13 @@ async fn a_tab_joins_over_webrtc_direct() {
 #[wasm_bindgen_test]
 async fn a_native_node_reads_what_a_tab_wrote() {
     let node = start(None).await;
-    let key = unique("written-by-a-tab");
-    call(node.put(key.clone(), "hello from the browser".into()))
+    let name = unique("written-by-a-tab");
+    let stored = call(node.put(name.clone(), "hello from the browser".into()))
         .await
         .map_err(|e| message(&e))
         .expect("put succeeds");
+    let key = text(&field(&stored, "key")).expect("a text key");
+    assert_eq!(key, format!("/ns-dht/m/{}/{name}", node.peer_id()));
     let answer = native_lookup(&key).await;
     assert_eq!(field(&answer, "ok"), JsValue::TRUE, "{answer:?}");
     let record = field(&answer, "record");
@@ -150,10 +152,9 @@ async fn a_native_node_reads_what_a_tab_wrote() {
         text(&field(&record, "value")).as_deref(),
         Some("hello from the browser")
     );
-    assert_eq!(
-        field(&record, "publisher").as_string(),
-        Some(node.peer_id())
-    );
+    // The native node checked the tab's signature, version included.
+    assert_eq!(field(&record, "owner").as_string(), Some(node.peer_id()));
+    assert_eq!(field(&record, "seq"), field(&stored, "seq"));
     call(node.stop()).await.expect("stops");
 }
 
@@ -250,12 +251,17 @@ async fn two_tabs_find_each_others_registrations() {
 #[wasm_bindgen_test]
 async fn bytes_that_are_not_text_come_back_exactly() {
     let node = start(None).await;
-    let key = unique("binary");
     let bytes = js_sys::Uint8Array::from(&[0xff_u8, 0x0a, 0x00][..]);
-    call(node.put(key.clone(), bytes.into()))
+    let stored = call(node.put_immutable(bytes.into()))
         .await
         .map_err(|e| message(&e))
         .expect("put succeeds");
+    // The key names the content: the SHA-256 of ff 0a 00.
+    let key = text(&field(&stored, "key")).expect("a text key");
+    assert_eq!(
+        key,
+        "/ns-dht/i/012e4089a992fc6160c0ce888ab59d200d8a480811d1d7f40bec704f61c59861"
+    );
     let found = call(node.get(key))
         .await
         .map_err(|e| message(&e))
@@ -298,10 +304,18 @@ async fn bad_input_rejects_with_a_code() {
         .await
         .expect_err("refused");
     assert_eq!(code(&error), "bad-value");
-    let error = call(node.get(unique("missing")))
+    let error = call(node.get(format!("/ns-dht/i/{}", "0".repeat(64))))
         .await
         .expect_err("not found");
     assert_eq!(code(&error), "not-found");
+    let error = call(node.get(unique("unsigned")))
+        .await
+        .expect_err("refused");
+    assert_eq!(code(&error), "unknown-record-kind");
+    let error = call(node.put(String::new(), "v".into()))
+        .await
+        .expect_err("refused");
+    assert_eq!(code(&error), "bad-record-name");
     let error = call(node.register(String::new()))
         .await
         .expect_err("refused");

@@ -60,6 +60,13 @@ pub(crate) enum Query {
     GetRecord(RecordKey),
     /// Store a record here and at the closest peers.
     PutRecord(Record, kad::Quorum),
+    /// Send a newer version of a record to peers a read found holding an
+    /// older one (and store it here if this node's copy was older).
+    Repair {
+        record: Record,
+        peers: Vec<PeerId>,
+        here: bool,
+    },
     /// Find the `k` peers closest to a key.
     ClosestPeers(Vec<u8>),
     /// Announce this node as a provider of a key (a namespace registration).

@@ -4,13 +4,24 @@
 use std::sync::Arc;
 
 use libp2p::{Multiaddr, PeerId, TransportError, swarm::dial_opts::DialOpts};
-use web_time::Instant;
+use web_time::{Instant, SystemTime};
 
 use super::{Node, discovery::Origin, queries::Queries, snapshot, stored_members};
 use crate::{
     error::{DialError, ListenError},
     handle::{Command, Reply},
+    record::Sealed,
 };
+
+/// The wall clock in milliseconds since the Unix epoch: the default
+/// sequence number of a mutable record (0 if the clock is before 1970).
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
 
 impl Node {
     pub(super) fn on_command(&mut self, command: Command, now: Instant) {
@@ -18,11 +29,23 @@ impl Node {
         let kad = &mut self.swarm.behaviour_mut().kad;
         match command {
             Command::PutRecord {
-                key,
-                value,
+                write,
                 quorum,
                 reply,
-            } => Queries::put(key, value, quorum.resolve(self.settings.k), reply, out),
+            } => {
+                let store = kad.store_mut();
+                let held = write.key().ok().and_then(|key| store.sequence_held(&key));
+                let max_size = store.limits().max_value_size;
+                match write.seal(held, unix_millis(), max_size) {
+                    Ok(Sealed { key, stored, seq }) => {
+                        let required = quorum.resolve(self.settings.k);
+                        Queries::put(key, stored, seq, required, reply, out)
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(error.into()));
+                    }
+                }
+            }
             Command::GetRecord { key, quorum, reply } => {
                 Queries::get(key, quorum.resolve(self.settings.k), reply, out)
             }
@@ -51,7 +74,8 @@ impl Node {
                 let _ = reply.send(snapshot::routing_table(kad, self.settings.local));
             }
             Command::Records { reply } => {
-                let _ = reply.send(snapshot::stored_records(kad.store_mut(), now));
+                let local = self.settings.local;
+                let _ = reply.send(snapshot::stored_records(kad.store_mut(), local, now));
             }
             Command::Registrations { reply } => {
                 let _ = reply.send(snapshot::registrations(kad.store_mut(), now));
@@ -73,6 +97,7 @@ impl Node {
                     connected_peers: self.swarm.connected_peers().count(),
                     registered_in: self.membership.namespaces().cloned().collect(),
                     links: self.links.len(),
+                    forgeries: self.queries.forgeries(),
                 };
                 let kad = &mut self.swarm.behaviour_mut().kad;
                 let _ = reply.send(snapshot::network_report(kad, vitals, now));

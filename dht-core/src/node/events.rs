@@ -18,13 +18,19 @@ use crate::{
     error::{DialError, DialFailure, ListenError},
     event::Event,
     handle::{PeerAddresses, QueryStats},
+    kademlia::KademliaEvent,
     namespace::{NamespaceRequest, NamespaceResponse},
 };
 
 impl Node {
     pub(super) fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>, now: Instant) {
         match event {
-            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad_event(event, now),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(KademliaEvent::Kad(event))) => {
+                self.on_kad_event(event, now)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(KademliaEvent::Store(event))) => {
+                self.actions.emit(event)
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -179,12 +185,9 @@ impl Node {
                     self.on_outcome(outcome, now);
                 }
             }
-            kad::Event::InboundRequest { request } => {
-                let store = self.swarm.behaviour_mut().kad.store_mut();
-                if let Some(event) = store.accept(request) {
-                    self.actions.emit(event);
-                }
-            }
+            // The store reports what became of inbound writes (see
+            // `KademliaEvent::Store`).
+            kad::Event::InboundRequest { .. } => {}
             kad::Event::RoutingUpdated {
                 peer,
                 is_new_peer,

@@ -81,9 +81,9 @@ impl Node {
         let started = match query {
             Query::GetRecord(key) => Ok(kad.get_record(key)),
             // The store is asked first, for its reasons if it refuses;
-            // Kademlia then stores the same record again under the same key
-            // (which cannot fail) and sends it out.
-            Query::PutRecord(record, quorum) => match kad.store_mut().insert(record.clone()) {
+            // Kademlia then stores the record (as published by this node)
+            // and sends it out.
+            Query::PutRecord(record, quorum) => match kad.store_mut().check(&record) {
                 Ok(()) => {
                     let limits = kad.store_mut().limits();
                     let full = StoreError::Full {
@@ -95,6 +95,19 @@ impl Node {
                 }
                 Err(error) => Err(StartError::Store(error)),
             },
+            Query::Repair {
+                record,
+                peers,
+                here,
+            } => {
+                if here && let Err(reason) = kad.store_mut().insert(record.clone()) {
+                    tracing::debug!(%reason, "could not update the local copy");
+                }
+                if peers.is_empty() {
+                    return;
+                }
+                Ok(kad.put_record_to(record, peers.into_iter(), kad::Quorum::One))
+            }
             Query::ClosestPeers(key) => Ok(kad.get_n_closest_peers(key, self.settings.k)),
             Query::Provide(key) => kad
                 .start_providing(key)

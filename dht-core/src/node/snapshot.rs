@@ -12,7 +12,7 @@ use web_time::Instant;
 
 use crate::{
     namespace::Namespace,
-    record::Store,
+    record::{Store, verify},
     report::{
         Bucket, BucketSize, NamespaceSize, NetworkReport, Registration, RoutingEntry, RoutingTable,
         StoredRecord,
@@ -62,15 +62,21 @@ pub(crate) fn routing_addresses(kad: &mut kad::Behaviour<Store>, peer: &PeerId) 
 }
 
 /// The live value records in `store` at `now`.
-pub(crate) fn stored_records(store: &Store, now: Instant) -> Vec<StoredRecord> {
+pub(crate) fn stored_records(store: &Store, local: PeerId, now: Instant) -> Vec<StoredRecord> {
     store
         .records()
         .filter(|r| !r.is_expired(now))
-        .map(|r| StoredRecord {
-            key: r.key.to_vec(),
-            value: r.value.clone(),
-            publisher: r.publisher,
-            expires_in: r.expires.map(|at| at.saturating_duration_since(now)),
+        // The store holds only records that verified; this opens them.
+        .filter_map(|r| {
+            let verified = verify(r.key.as_ref(), &r.value).ok()?;
+            Some(StoredRecord {
+                key: r.key.to_vec(),
+                owner: verified.owner(),
+                seq: verified.sequence(),
+                value: verified.value,
+                for_others: r.publisher != Some(local),
+                expires_in: r.expires.map(|at| at.saturating_duration_since(now)),
+            })
         })
         .collect()
 }
@@ -113,6 +119,7 @@ pub(crate) struct Vitals {
     pub(crate) connected_peers: usize,
     pub(crate) registered_in: Vec<Namespace>,
     pub(crate) links: usize,
+    pub(crate) forgeries: u64,
 }
 
 /// The monitor's report of the network this node sees.
@@ -152,6 +159,7 @@ pub(crate) fn network_report(
         namespaces,
         registered_in: vitals.registered_in,
         links: vitals.links,
+        forgeries_discarded: vitals.forgeries,
     }
 }
 
@@ -160,7 +168,7 @@ mod tests {
     use libp2p::kad::{ProviderRecord, Record};
 
     use super::*;
-    use crate::record::StoreLimits;
+    use crate::record::{StoreLimits, immutable_key};
 
     fn kad_with(peers: &[PeerId]) -> (kad::Behaviour<Store>, PeerId) {
         let local = PeerId::random();
@@ -207,10 +215,10 @@ mod tests {
         let now = Instant::now();
         let past = now - Duration::from_secs(1);
         let store = kad.store_mut();
-        store
-            .insert(Record::new(RecordKey::new(b"live"), b"v".to_vec()))
-            .unwrap();
-        let mut expired = Record::new(RecordKey::new(b"gone"), b"v".to_vec());
+        let immutable =
+            |value: &[u8]| Record::new(RecordKey::new(&immutable_key(value)), value.to_vec());
+        store.insert(immutable(b"live")).unwrap();
+        let mut expired = immutable(b"gone");
         expired.expires = Some(past);
         store.insert(expired).unwrap();
         let chat = Namespace::new("chat").unwrap();
@@ -224,9 +232,10 @@ mod tests {
                 })
                 .unwrap();
         }
-        let records = stored_records(store, now);
+        let records = stored_records(store, local, now);
         assert_eq!(records.len(), 1);
-        assert_eq!(records[0].key, b"live");
+        assert_eq!(records[0].value, b"live");
+        assert!(records[0].for_others, "no publisher: not written here");
         assert_eq!(registrations(store, now).len(), 1);
 
         let report = network_report(
@@ -238,6 +247,7 @@ mod tests {
                 connected_peers: 0,
                 registered_in: vec![chat.clone()],
                 links: 0,
+                forgeries: 2,
             },
             now,
         );

@@ -2,6 +2,7 @@
 
 use libp2p::kad::store;
 
+use super::Quota;
 use crate::error::{ErrorCode, RecordError};
 
 /// Why the store refused a record or a registration.
@@ -37,6 +38,28 @@ pub enum StoreError {
         /// The limit, [`StoreLimits::max_provider_records`].
         max: usize,
     },
+    /// The sender (a peer, or its subnet) holds its whole share of the store
+    /// ([`StoreLimits::per_peer`], [`StoreLimits::per_subnet`]).
+    #[error("{sender} holds its whole share of this node's store")]
+    SourceQuota {
+        /// The peer or subnet, for people.
+        sender: String,
+    },
+    /// The store holds a newer version of this mutable record.
+    #[error("the store holds version {stored} of this record, newer than {offered}")]
+    StaleSequence {
+        /// The version held.
+        stored: u64,
+        /// The version offered.
+        offered: u64,
+    },
+    /// The store holds another value signed with the same sequence number:
+    /// the owner must raise the sequence to change a value.
+    #[error("version {seq} of this record already holds another value")]
+    SequenceTaken {
+        /// The sequence number.
+        seq: u64,
+    },
 }
 
 impl ErrorCode for StoreError {
@@ -47,6 +70,8 @@ impl ErrorCode for StoreError {
             StoreError::ProviderKeysFull { .. } => "provider-keys-full",
             StoreError::ProvidersFull { .. } => "providers-full",
             StoreError::RegistrationsFull { .. } => "registrations-full",
+            StoreError::SourceQuota { .. } => "source-quota",
+            StoreError::StaleSequence { .. } | StoreError::SequenceTaken { .. } => "stale-sequence",
         }
     }
 }
@@ -55,7 +80,10 @@ impl From<StoreError> for store::Error {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Invalid(_) => store::Error::ValueTooLarge,
-            StoreError::Full { .. } => store::Error::MaxRecords,
+            StoreError::Full { .. }
+            | StoreError::SourceQuota { .. }
+            | StoreError::StaleSequence { .. }
+            | StoreError::SequenceTaken { .. } => store::Error::MaxRecords,
             StoreError::ProviderKeysFull { .. }
             | StoreError::ProvidersFull { .. }
             | StoreError::RegistrationsFull { .. } => store::Error::MaxProvidedKeys,
@@ -83,6 +111,15 @@ pub struct StoreLimits {
     /// [`MAX_ADDRESS_LEN`](crate::namespace::MAX_ADDRESS_LEN) bytes; extra
     /// and longer ones are dropped. Default 8.
     pub max_addresses_per_provider: usize,
+    /// What one peer may hold of what others made this node store. Default
+    /// 512 records, 4 MiB, 64 registrations: an eighth of the records and
+    /// bytes, so that even many full shares leave room. Records a peer
+    /// replicates count against it too, which the default leaves room for
+    /// (a node holds about `k / n` of all records).
+    pub per_peer: Quota,
+    /// What one IPv4 /24 or IPv6 /48 may hold, however many peer ids it
+    /// uses. Default 1024 records, 8 MiB, 2048 registrations.
+    pub per_subnet: Quota,
 }
 
 impl Default for StoreLimits {
@@ -95,6 +132,16 @@ impl Default for StoreLimits {
             max_providers_per_key: 256,
             max_provider_records: 16 * 1024,
             max_addresses_per_provider: 8,
+            per_peer: Quota {
+                records: 512,
+                bytes: 4 * 1024 * 1024,
+                registrations: 64,
+            },
+            per_subnet: Quota {
+                records: 1024,
+                bytes: 8 * 1024 * 1024,
+                registrations: 2048,
+            },
         }
     }
 }

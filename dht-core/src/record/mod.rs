@@ -1,13 +1,23 @@
-//! Records: the checks every key and value passes, quorums, and the bounded
-//! store ([`Store`]) every node keeps for the DHT.
+//! Records: the two kinds the DHT stores and how they are checked
+//! ([`signed`]), the checks every key and value passes, quorums, and the
+//! bounded store ([`Store`]) every node keeps for the DHT, with per-source
+//! shares ([`Quota`]).
 
 mod limits;
+mod quota;
+pub mod signed;
 mod store;
+mod write;
 
 use std::num::NonZeroUsize;
 
 pub use limits::{StoreError, StoreLimits};
+pub(crate) use quota::{Charge, Quotas};
+pub use quota::{Quota, Source, Subnet};
+pub use signed::{RecordKind, Verified, immutable_key, sign_mutable, verify};
 pub use store::Store;
+pub(crate) use write::Sealed;
+pub use write::Write;
 
 use crate::error::RecordError;
 
@@ -27,6 +37,13 @@ pub fn check_key(key: &[u8]) -> Result<(), RecordError> {
         });
     }
     Ok(())
+}
+
+/// Checks a key to read: within [`check_key`]'s bounds and of one of the
+/// two kinds of record ([`RecordKind`]).
+pub fn check_record_key(key: &[u8]) -> Result<RecordKind, RecordError> {
+    check_key(key)?;
+    RecordKind::parse(key)
 }
 
 /// Checks a record value against the largest size accepted, `max`

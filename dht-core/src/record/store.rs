@@ -8,38 +8,92 @@
 
 use std::{
     borrow::Cow,
-    collections::{HashMap, hash_map},
+    cmp::Ordering,
+    collections::{HashMap, VecDeque, hash_map},
 };
 
 use libp2p::{
     PeerId,
-    kad::{InboundRequest, ProviderRecord, Record, RecordKey, store},
+    kad::{ProviderRecord, Record, RecordKey, store},
 };
 use web_time::Instant;
 
-use super::{StoreError, StoreLimits, check_key, check_value, display_key};
+use super::{
+    Charge, Quotas, Source, StoreError, StoreLimits, check_key, check_value, display_key,
+    signed::{self, sequence_of},
+};
 use crate::{
     event::Event,
     namespace::{MAX_ADDRESS_LEN, Namespace},
 };
+
+/// Outcomes of inbound writes kept for the node to report; more are
+/// dropped (they are only reported, never acted on).
+const MAX_OUTCOMES: usize = 256;
 
 /// The bytes a record counts against [`StoreLimits::max_record_bytes`].
 fn weight(record: &Record) -> usize {
     record.key.as_ref().len() + record.value.len()
 }
 
+/// The later of two expiry times, where `None` is never.
+fn later(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    a.zip(b).map(|(a, b)| a.max(b))
+}
+
+/// A record and the source it was charged to (none for this node's own).
+#[derive(Debug)]
+struct Held {
+    record: Record,
+    source: Option<Source>,
+}
+
+impl Held {
+    fn charge(&self) -> Charge {
+        Charge::Record {
+            bytes: weight(&self.record),
+        }
+    }
+}
+
+/// What storing a record means.
+enum Admission {
+    /// It is the version held: only its expiry may move (later).
+    Copy,
+    /// It is new here, or a newer version of what is held.
+    New,
+}
+
+/// A registration and the source it was charged to.
+#[derive(Debug)]
+struct HeldProvider {
+    record: ProviderRecord,
+    source: Option<Source>,
+}
+
 /// The node's Kademlia record store: value records and provider records in
-/// memory, within [`StoreLimits`].
+/// memory, within [`StoreLimits`], each checked ([`signed::verify`]) and
+/// charged to the peer and subnet that sent it.
+///
+/// Kademlia stores inbound writes here directly, and acknowledges only
+/// those this store accepts; the sender of each is set by
+/// [`crate::behaviour::Kademlia`] for the duration of the write
+/// ([`Store::set_source`]).
 #[derive(Debug)]
 pub struct Store {
     local: PeerId,
     limits: StoreLimits,
-    records: HashMap<RecordKey, Record>,
+    records: HashMap<RecordKey, Held>,
     /// The sum of [`weight`] over `records`.
     record_bytes: usize,
-    providers: HashMap<RecordKey, Vec<ProviderRecord>>,
+    providers: HashMap<RecordKey, Vec<HeldProvider>>,
     /// Our own provider records, which Kademlia republishes.
     provided: HashMap<RecordKey, ProviderRecord>,
+    quotas: Quotas,
+    /// The sender of the write under way; `None` for this node's own.
+    source: Option<Source>,
+    /// What became of inbound writes, for the node to report.
+    outcomes: VecDeque<Event>,
 }
 
 impl Store {
@@ -47,11 +101,14 @@ impl Store {
     pub fn new(local: PeerId, limits: StoreLimits) -> Self {
         Self {
             local,
+            quotas: Quotas::new(limits.per_peer, limits.per_subnet),
             limits,
             records: HashMap::new(),
             record_bytes: 0,
             providers: HashMap::new(),
             provided: HashMap::new(),
+            source: None,
+            outcomes: VecDeque::new(),
         }
     }
 
@@ -60,11 +117,34 @@ impl Store {
         &self.limits
     }
 
+    /// Says who sends the writes that follow; `None` for this node's own.
+    pub fn set_source(&mut self, source: Option<Source>) {
+        self.source = source;
+    }
+
+    /// The oldest report of what became of an inbound write.
+    pub(crate) fn take_outcome(&mut self) -> Option<Event> {
+        self.outcomes.pop_front()
+    }
+
+    fn report(&mut self, event: Event) {
+        if self.outcomes.len() < MAX_OUTCOMES {
+            self.outcomes.push_back(event);
+        }
+    }
+
     /// Drops every record and provider record that has expired at `now`.
     pub fn prune_expired(&mut self, now: Instant) {
         self.prune_records(now);
+        let quotas = &mut self.quotas;
         self.providers.retain(|_, list| {
-            list.retain(|p| !p.is_expired(now));
+            list.retain(|p| {
+                let live = !p.record.is_expired(now);
+                if !live && let Some(source) = &p.source {
+                    quotas.refund(source, Charge::Registration);
+                }
+                live
+            });
             !list.is_empty()
         });
     }
@@ -74,8 +154,19 @@ impl Store {
     pub fn provider_keys(&self, now: Instant) -> impl Iterator<Item = (&RecordKey, usize)> {
         self.providers
             .iter()
-            .map(move |(key, list)| (key, list.iter().filter(|p| !p.is_expired(now)).count()))
+            .map(move |(key, list)| {
+                let live = list.iter().filter(|p| !p.record.is_expired(now)).count();
+                (key, live)
+            })
             .filter(|(_, live)| *live > 0)
+    }
+
+    /// The sequence number of the live record held under `key`, if any (0
+    /// for an immutable record).
+    pub fn sequence_held(&self, key: &[u8]) -> Option<u64> {
+        let held = self.records.get(&RecordKey::new(&key))?;
+        (!held.record.is_expired(Instant::now()))
+            .then(|| sequence_of(held.record.key.as_ref(), &held.record.value))
     }
 
     /// Number of value records held.
@@ -93,18 +184,69 @@ impl Store {
         self.providers.values().map(Vec::len).sum()
     }
 
-    /// Stores `record` (replacing the one under its key), within the limits.
+    /// Stores `record` (a newer version of the one under its key, or a
+    /// first copy), within the limits and the sender's share.
     pub fn insert(&mut self, record: Record) -> Result<(), StoreError> {
+        match self.admit(&record)? {
+            Admission::Copy => {
+                if let Some(held) = self.records.get_mut(&record.key) {
+                    // A copy of what is held may only make it live longer:
+                    // whoever replays it cannot shorten its life.
+                    held.record.expires = later(held.record.expires, record.expires);
+                }
+            }
+            Admission::New => {
+                self.remove_record(&record.key);
+                let held = Held {
+                    record,
+                    source: self.source,
+                };
+                if let Some(source) = &held.source {
+                    self.quotas.charge(source, held.charge());
+                }
+                self.record_bytes += weight(&held.record);
+                self.records.insert(held.record.key.clone(), held);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether [`insert`](Self::insert) would take `record`, and why not;
+    /// stores nothing (but drops expired records to make room).
+    pub fn check(&mut self, record: &Record) -> Result<(), StoreError> {
+        self.admit(record).map(|_| ())
+    }
+
+    fn admit(&mut self, record: &Record) -> Result<Admission, StoreError> {
         check_key(record.key.as_ref())?;
         check_value(&record.value, self.limits.max_value_size)?;
-        let replaced = self.records.get(&record.key).map_or(0, weight);
+        signed::verify(record.key.as_ref(), &record.value)?;
+        let now = Instant::now();
+        if let Some(held) = self.records.get(&record.key)
+            && !held.record.is_expired(now)
+        {
+            let stored = sequence_of(held.record.key.as_ref(), &held.record.value);
+            let offered = sequence_of(record.key.as_ref(), &record.value);
+            match offered.cmp(&stored) {
+                Ordering::Less => return Err(StoreError::StaleSequence { stored, offered }),
+                Ordering::Equal if held.record.value != record.value => {
+                    return Err(StoreError::SequenceTaken { seq: offered });
+                }
+                Ordering::Equal => return Ok(Admission::Copy),
+                Ordering::Greater => {}
+            }
+        }
+        let replaced_weight = self
+            .records
+            .get(&record.key)
+            .map_or(0, |held| weight(&held.record));
         let fits = |store: &Self| {
-            let count_ok = replaced > 0 || store.records.len() < store.limits.max_records;
-            let bytes = store.record_bytes - replaced + weight(&record);
+            let count_ok = replaced_weight > 0 || store.records.len() < store.limits.max_records;
+            let bytes = store.record_bytes - replaced_weight + weight(record);
             count_ok && bytes <= store.limits.max_record_bytes
         };
         if !fits(self) {
-            self.prune_records(Instant::now());
+            self.prune_records(now);
             if !fits(self) {
                 return Err(StoreError::Full {
                     max_records: self.limits.max_records,
@@ -112,25 +254,43 @@ impl Store {
                 });
             }
         }
-        self.record_bytes = self.record_bytes - replaced + weight(&record);
-        self.records.insert(record.key.clone(), record);
-        Ok(())
+        if let Some(source) = &self.source {
+            let released = self
+                .records
+                .get(&record.key)
+                .filter(|held| held.source.as_ref() == Some(source))
+                .map(Held::charge);
+            let charge = Charge::Record {
+                bytes: weight(record),
+            };
+            self.quotas.check(source, charge, released)?;
+        }
+        Ok(Admission::New)
+    }
+
+    fn remove_record(&mut self, key: &RecordKey) {
+        if let Some(held) = self.records.remove(key) {
+            self.record_bytes -= weight(&held.record);
+            if let Some(source) = &held.source {
+                self.quotas.refund(source, held.charge());
+            }
+        }
     }
 
     fn prune_records(&mut self, now: Instant) {
-        let mut freed = 0;
-        self.records.retain(|_, r| {
-            let live = !r.is_expired(now);
-            if !live {
-                freed += weight(r);
-            }
-            live
-        });
-        self.record_bytes -= freed;
+        let expired: Vec<RecordKey> = self
+            .records
+            .iter()
+            .filter(|(_, held)| held.record.is_expired(now))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in expired {
+            self.remove_record(&key);
+        }
     }
 
-    /// Stores a registration (a provider record), within the limits; extra
-    /// addresses are dropped.
+    /// Stores a registration (a provider record), within the limits and
+    /// the sender's share; extra addresses are dropped.
     pub fn insert_provider(&mut self, mut record: ProviderRecord) -> Result<(), StoreError> {
         check_key(record.key.as_ref())?;
         record.addresses.retain(|a| a.len() <= MAX_ADDRESS_LEN);
@@ -141,7 +301,7 @@ impl Store {
         let known = self
             .providers
             .get(&record.key)
-            .is_some_and(|list| list.iter().any(|p| p.provider == record.provider));
+            .is_some_and(|list| list.iter().any(|p| p.record.provider == record.provider));
         if !known && self.provider_record_count() >= self.limits.max_provider_records {
             self.prune_expired(now);
             if self.provider_record_count() >= self.limits.max_provider_records {
@@ -153,10 +313,7 @@ impl Store {
         if !self.providers.contains_key(&record.key)
             && self.providers.len() >= self.limits.max_provider_keys
         {
-            self.providers.retain(|_, list| {
-                list.retain(|p| !p.is_expired(now));
-                !list.is_empty()
-            });
+            self.prune_expired(now);
             if self.providers.len() >= self.limits.max_provider_keys {
                 return Err(StoreError::ProviderKeysFull {
                     max: self.limits.max_provider_keys,
@@ -164,8 +321,8 @@ impl Store {
             }
         }
         let key = record.key.clone();
-        let is_full = |list: &Vec<ProviderRecord>, provider: &PeerId, max: usize| {
-            list.len() >= max && !list.iter().any(|p| &p.provider == provider)
+        let is_full = |list: &Vec<HeldProvider>, provider: &PeerId, max: usize| {
+            list.len() >= max && !list.iter().any(|p| &p.record.provider == provider)
         };
         let max_per_key = self.limits.max_providers_per_key;
         if self
@@ -173,73 +330,73 @@ impl Store {
             .get(&key)
             .is_some_and(|list| is_full(list, &record.provider, max_per_key))
         {
-            self.prune_providers_of(&key, now);
+            self.prune_expired(now);
         }
-        let list = self.providers.entry(key.clone()).or_default();
-        if is_full(list, &record.provider, max_per_key) {
+        if self
+            .providers
+            .get(&key)
+            .is_some_and(|list| is_full(list, &record.provider, max_per_key))
+        {
             return Err(StoreError::ProvidersFull { max: max_per_key });
         }
-        if record.provider == self.local {
-            self.provided.insert(key, record.clone());
+        let source = self.source;
+        if !known && let Some(source) = &source {
+            self.quotas.check(source, Charge::Registration, None)?;
         }
-        match list.iter_mut().find(|p| p.provider == record.provider) {
-            Some(existing) => *existing = record,
-            None => list.push(record),
+        if record.provider == self.local {
+            self.provided.insert(key.clone(), record.clone());
+        }
+        let list = self.providers.entry(key).or_default();
+        match list
+            .iter_mut()
+            .find(|p| p.record.provider == record.provider)
+        {
+            Some(existing) => existing.record = record,
+            None => {
+                if let Some(source) = &source {
+                    self.quotas.charge(source, Charge::Registration);
+                }
+                list.push(HeldProvider { record, source });
+            }
         }
         Ok(())
     }
 
-    /// Takes what a peer asked this node to store (Kademlia hands inbound
-    /// records and registrations to the node, see
-    /// [`crate::Behaviour`]), and says what became of it.
-    pub(crate) fn accept(&mut self, request: InboundRequest) -> Option<Event> {
-        match request {
-            InboundRequest::PutRecord {
-                source,
-                record: Some(record),
-                ..
-            } => {
-                let key = record.key.to_vec();
-                Some(match self.insert(record) {
-                    Ok(()) => Event::RecordStored { key, from: source },
-                    Err(reason) => {
-                        tracing::debug!(peer = %source, key = %display_key(&key), %reason, "refused a record");
-                        Event::RecordRejected {
-                            key,
-                            from: source,
-                            reason,
-                        }
-                    }
-                })
-            }
-            InboundRequest::AddProvider {
-                record: Some(record),
-            } => {
-                let peer = record.provider;
-                let namespace = Namespace::from_record_key(&record.key);
-                match self.insert_provider(record) {
-                    Ok(()) => {
-                        namespace.map(|namespace| Event::RegistrationStored { namespace, peer })
-                    }
-                    Err(reason) => {
-                        tracing::debug!(%peer, %reason, "refused a registration");
-                        None
+    /// Stores a record Kademlia received, and notes what became of it.
+    fn put_inbound(&mut self, record: Record) -> Result<(), StoreError> {
+        let key = record.key.to_vec();
+        let result = self.insert(record);
+        if let Some(source) = self.source {
+            let from = source.peer;
+            self.report(match &result {
+                Ok(()) => Event::RecordStored { key, from },
+                Err(reason) => {
+                    tracing::debug!(peer = %from, key = %display_key(&key), %reason, "refused a record");
+                    Event::RecordRejected {
+                        key,
+                        from,
+                        reason: reason.clone(),
                     }
                 }
+            });
+        }
+        result
+    }
+
+    /// Stores a registration Kademlia received, and notes what became of it.
+    fn add_provider_inbound(&mut self, record: ProviderRecord) -> Result<(), StoreError> {
+        let peer = record.provider;
+        let namespace = Namespace::from_record_key(&record.key);
+        let result = self.insert_provider(record);
+        match (&result, namespace) {
+            (Ok(()), Some(namespace)) if self.source.is_some() => {
+                self.report(Event::RegistrationStored { namespace, peer });
             }
-            _ => None,
+            (Err(reason), _) => tracing::debug!(%peer, %reason, "refused a registration"),
+            _ => {}
         }
+        result
     }
-
-    fn prune_providers_of(&mut self, key: &RecordKey, now: Instant) {
-        if let Some(list) = self.providers.get_mut(key) {
-            list.retain(|p| !p.is_expired(now));
-        }
-    }
-}
-
-fn borrow_record(record: &Record) -> Cow<'_, Record> {
-    Cow::Borrowed(record)
 }
 
 fn borrow_provider(record: &ProviderRecord) -> Cow<'_, ProviderRecord> {
@@ -250,37 +407,49 @@ type ProvidedIter<'a> = std::iter::Map<
     hash_map::Values<'a, RecordKey, ProviderRecord>,
     fn(&'a ProviderRecord) -> Cow<'a, ProviderRecord>,
 >;
-type RecordsIter<'a> =
-    std::iter::Map<hash_map::Values<'a, RecordKey, Record>, fn(&'a Record) -> Cow<'a, Record>>;
+/// The records of a [`Store`], for Kademlia's replication and republishing.
+#[derive(Debug)]
+pub struct RecordsIter<'a>(hash_map::Values<'a, RecordKey, Held>);
+
+impl<'a> Iterator for RecordsIter<'a> {
+    type Item = Cow<'a, Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|held| Cow::Borrowed(&held.record))
+    }
+}
 
 impl store::RecordStore for Store {
     type RecordsIter<'a> = RecordsIter<'a>;
     type ProvidedIter<'a> = ProvidedIter<'a>;
 
     fn get(&self, key: &RecordKey) -> Option<Cow<'_, Record>> {
-        self.records.get(key).map(Cow::Borrowed)
+        self.records
+            .get(key)
+            .map(|held| Cow::Borrowed(&held.record))
     }
 
     fn put(&mut self, record: Record) -> store::Result<()> {
-        Ok(self.insert(record)?)
+        Ok(self.put_inbound(record)?)
     }
 
     fn remove(&mut self, key: &RecordKey) {
-        if let Some(record) = self.records.remove(key) {
-            self.record_bytes -= weight(&record);
-        }
+        self.remove_record(key);
     }
 
     fn records(&self) -> Self::RecordsIter<'_> {
-        self.records.values().map(borrow_record)
+        RecordsIter(self.records.values())
     }
 
     fn add_provider(&mut self, record: ProviderRecord) -> store::Result<()> {
-        Ok(self.insert_provider(record)?)
+        Ok(self.add_provider_inbound(record)?)
     }
 
     fn providers(&self, key: &RecordKey) -> Vec<ProviderRecord> {
-        self.providers.get(key).cloned().unwrap_or_default()
+        self.providers
+            .get(key)
+            .map(|list| list.iter().map(|p| p.record.clone()).collect())
+            .unwrap_or_default()
     }
 
     fn provided(&self) -> Self::ProvidedIter<'_> {
@@ -289,7 +458,14 @@ impl store::RecordStore for Store {
 
     fn remove_provider(&mut self, key: &RecordKey, provider: &PeerId) {
         if let hash_map::Entry::Occupied(mut entry) = self.providers.entry(key.clone()) {
-            entry.get_mut().retain(|p| &p.provider != provider);
+            let quotas = &mut self.quotas;
+            entry.get_mut().retain(|p| {
+                let keep = &p.record.provider != provider;
+                if !keep && let Some(source) = &p.source {
+                    quotas.refund(source, Charge::Registration);
+                }
+                keep
+            });
             if entry.get().is_empty() {
                 entry.remove();
             }
@@ -301,256 +477,5 @@ impl store::RecordStore for Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use libp2p::kad::store::RecordStore;
-
-    use super::*;
-    use crate::{
-        error::{ErrorCode, RecordError},
-        record::MAX_KEY_LEN,
-    };
-
-    fn small_limits() -> StoreLimits {
-        StoreLimits {
-            max_records: 2,
-            max_value_size: 8,
-            max_record_bytes: 1024,
-            max_provider_keys: 2,
-            max_providers_per_key: 2,
-            max_provider_records: 3,
-            max_addresses_per_provider: 1,
-        }
-    }
-
-    fn record(key: &str, expires: Option<Instant>) -> Record {
-        Record {
-            key: RecordKey::new(&key),
-            value: b"v".to_vec(),
-            publisher: None,
-            expires,
-        }
-    }
-
-    fn provider(key: &str, peer: PeerId, expires: Option<Instant>) -> ProviderRecord {
-        ProviderRecord {
-            key: RecordKey::new(&key),
-            provider: peer,
-            expires,
-            addresses: vec![
-                "/ip4/127.0.0.1/tcp/1".parse().unwrap(),
-                "/ip4/127.0.0.1/tcp/2".parse().unwrap(),
-            ],
-        }
-    }
-
-    #[test]
-    fn oversized_values_and_keys_are_refused() {
-        let mut store = Store::new(PeerId::random(), small_limits());
-        let mut big = record("k", None);
-        big.value = vec![0; 9];
-        assert_eq!(
-            store.insert(big),
-            Err(StoreError::Invalid(RecordError::ValueTooLarge {
-                size: 9,
-                max: 8
-            }))
-        );
-        let long_key = record(&"k".repeat(MAX_KEY_LEN + 1), None);
-        assert!(matches!(
-            store.insert(long_key),
-            Err(StoreError::Invalid(RecordError::KeyTooLarge { .. }))
-        ));
-        // Kademlia's own calls get its error type.
-        assert!(matches!(
-            store.put(record(&"k".repeat(MAX_KEY_LEN + 1), None)),
-            Err(store::Error::ValueTooLarge)
-        ));
-        assert_eq!(store.record_count(), 0);
-    }
-
-    #[test]
-    fn a_full_store_makes_room_only_by_dropping_expired_records() {
-        let mut store = Store::new(PeerId::random(), small_limits());
-        let past = Instant::now() - Duration::from_secs(1);
-        store.put(record("a", None)).unwrap();
-        store.put(record("b", Some(past))).unwrap();
-        // "b" has expired, so "c" takes its place.
-        store.put(record("c", None)).unwrap();
-        assert!(store.get(&RecordKey::new(&"b")).is_none());
-        // Now both are live: the store refuses a third key but accepts updates.
-        assert_eq!(
-            store.insert(record("d", None)),
-            Err(StoreError::Full {
-                max_records: 2,
-                max_bytes: 1024
-            })
-        );
-        store.put(record("a", None)).unwrap();
-        assert_eq!(store.record_count(), 2);
-    }
-
-    #[test]
-    fn providers_are_bounded_per_key_and_refreshed_in_place() {
-        let local = PeerId::random();
-        let mut store = Store::new(local, small_limits());
-        let (p1, p2, p3) = (PeerId::random(), PeerId::random(), PeerId::random());
-        store.add_provider(provider("ns", p1, None)).unwrap();
-        store.add_provider(provider("ns", p2, None)).unwrap();
-        assert_eq!(
-            store.insert_provider(provider("ns", p3, None)),
-            Err(StoreError::ProvidersFull { max: 2 })
-        );
-        // A refresh by an existing provider is accepted and does not duplicate.
-        store.add_provider(provider("ns", p1, None)).unwrap();
-        let list = store.providers(&RecordKey::new(&"ns"));
-        assert_eq!(list.len(), 2);
-        // Addresses beyond the limit are dropped.
-        assert!(list.iter().all(|p| p.addresses.len() == 1));
-    }
-
-    #[test]
-    fn expired_providers_give_way_and_are_pruned() {
-        let mut store = Store::new(PeerId::random(), small_limits());
-        let now = Instant::now();
-        let soon = now + Duration::from_secs(10);
-        let (p1, p2, p3) = (PeerId::random(), PeerId::random(), PeerId::random());
-        store
-            .add_provider(provider("ns", p1, Some(now - Duration::from_secs(1))))
-            .unwrap();
-        store.add_provider(provider("ns", p2, Some(soon))).unwrap();
-        store.add_provider(provider("ns", p3, Some(soon))).unwrap();
-        let live: Vec<_> = store
-            .providers(&RecordKey::new(&"ns"))
-            .into_iter()
-            .map(|p| p.provider)
-            .collect();
-        assert_eq!(live, vec![p2, p3]);
-
-        assert_eq!(store.provider_keys(now).count(), 1);
-        // Past the TTL nothing is reported live, and pruning frees the memory.
-        let later = soon + Duration::from_secs(1);
-        assert_eq!(store.provider_keys(later).count(), 0);
-        store.prune_expired(later);
-        assert_eq!(store.provider_record_count(), 0);
-    }
-
-    #[test]
-    fn own_provider_records_are_listed_as_provided_until_removed() {
-        let local = PeerId::random();
-        let mut store = Store::new(local, small_limits());
-        store.add_provider(provider("ns", local, None)).unwrap();
-        store
-            .add_provider(provider("ns", PeerId::random(), None))
-            .unwrap();
-        assert_eq!(store.provided().count(), 1);
-        store.remove_provider(&RecordKey::new(&"ns"), &local);
-        assert_eq!(store.provided().count(), 0);
-        assert_eq!(store.providers(&RecordKey::new(&"ns")).len(), 1);
-    }
-
-    #[test]
-    fn provider_keys_are_bounded() {
-        let mut store = Store::new(PeerId::random(), small_limits());
-        store
-            .add_provider(provider("a", PeerId::random(), None))
-            .unwrap();
-        store
-            .add_provider(provider("b", PeerId::random(), None))
-            .unwrap();
-        assert_eq!(
-            store.insert_provider(provider("c", PeerId::random(), None)),
-            Err(StoreError::ProviderKeysFull { max: 2 })
-        );
-    }
-
-    /// Regression: only the number of records was bounded, so 4096 values
-    /// of 64 KiB could take 256 MiB.
-    #[test]
-    fn the_bytes_of_all_records_are_bounded() {
-        let mut store = Store::new(
-            PeerId::random(),
-            StoreLimits {
-                max_records: 100,
-                max_value_size: 400,
-                max_record_bytes: 1000,
-                ..StoreLimits::default()
-            },
-        );
-        let big = |key: &str| Record::new(RecordKey::new(&key), vec![0; 400]);
-        store.insert(big("a")).unwrap();
-        store.insert(big("b")).unwrap();
-        assert!(matches!(
-            store.insert(big("c")),
-            Err(StoreError::Full { .. })
-        ));
-        // Replacing a record counts only the difference.
-        store.insert(big("a")).unwrap();
-        store.remove(&RecordKey::new(&"a"));
-        store.insert(big("c")).unwrap();
-        assert_eq!(store.record_bytes(), 802);
-    }
-
-    /// Regression: a registration's addresses were bounded in number but
-    /// not in length, and registrations in number per key only.
-    #[test]
-    fn registrations_are_bounded_in_total_and_long_addresses_dropped() {
-        let mut store = Store::new(PeerId::random(), small_limits());
-        let mut long = provider("ns", PeerId::random(), None);
-        long.addresses = vec![
-            format!("/dns4/{}.example/tcp/1", "a".repeat(250))
-                .parse()
-                .unwrap(),
-            "/ip4/192.0.2.1/tcp/1".parse().unwrap(),
-        ];
-        store.insert_provider(long).unwrap();
-        let kept = store.providers(&RecordKey::new(&"ns"));
-        assert_eq!(
-            kept[0].addresses,
-            vec!["/ip4/192.0.2.1/tcp/1".parse::<libp2p::Multiaddr>().unwrap()]
-        );
-        store
-            .insert_provider(provider("ns", PeerId::random(), None))
-            .unwrap();
-        store
-            .insert_provider(provider("other", PeerId::random(), None))
-            .unwrap();
-        assert_eq!(
-            store.insert_provider(provider("other", PeerId::random(), None)),
-            Err(StoreError::RegistrationsFull { max: 3 })
-        );
-    }
-
-    #[test]
-    fn inbound_records_are_stored_within_bounds_and_refusals_reported() {
-        let mut store = Store::new(PeerId::random(), small_limits());
-        let source = PeerId::random();
-        let put = |record: Record| InboundRequest::PutRecord {
-            source,
-            connection: libp2p::swarm::ConnectionId::new_unchecked(1),
-            record: Some(record),
-        };
-        assert!(matches!(
-            store.accept(put(record("a", None))),
-            Some(Event::RecordStored { from, .. }) if from == source
-        ));
-        let mut big = record("b", None);
-        big.value = vec![0; 9];
-        match store.accept(put(big)) {
-            Some(Event::RecordRejected { key, reason, .. }) => {
-                assert_eq!(key, b"b");
-                assert_eq!(reason.code(), "value-too-large");
-            }
-            other => panic!("expected a refusal, got {other:?}"),
-        }
-        assert_eq!(store.record_count(), 1);
-
-        let member = PeerId::random();
-        let registration = provider("/ns-dht/ns/chat", member, None);
-        assert!(matches!(
-            store.accept(InboundRequest::AddProvider { record: Some(registration) }),
-            Some(Event::RegistrationStored { peer, .. }) if peer == member
-        ));
-    }
-}
+#[path = "store_tests.rs"]
+mod tests;

@@ -5,10 +5,13 @@
 
 use std::{collections::HashMap, num::NonZeroUsize};
 
-use libp2p::{
-    PeerId,
-    kad::{self, GetClosestPeersError, GetClosestPeersOk, QueryId, QueryResult, Record, RecordKey},
+use libp2p::kad::{
+    self, GetClosestPeersError, GetClosestPeersOk, QueryId, QueryResult, Record, RecordKey,
 };
+
+mod read;
+
+pub(crate) use read::Read;
 
 use super::{
     action::{Action, Actions, Query},
@@ -28,14 +31,17 @@ pub(crate) enum Pending {
     /// A caller's write, which succeeds once `required` peers confirmed.
     Put {
         key: Vec<u8>,
+        /// The version written, for a mutable record.
+        seq: Option<u64>,
         required: usize,
         reply: Reply<Result<PutRecordOk, PutRecordError>>,
     },
-    /// A caller's read, which succeeds once `required` copies were found.
+    /// A caller's read, which succeeds once `required` valid copies of one
+    /// version were found.
     Get {
         key: Vec<u8>,
         required: usize,
-        found: Vec<kad::PeerRecord>,
+        read: Read,
         reply: Reply<Result<GetRecordOk, GetRecordError>>,
     },
     /// A caller's closest-peers lookup.
@@ -53,6 +59,8 @@ pub(crate) enum Pending {
     Holders(DiscoveryId),
     /// A routing-table refresh started while joining or staying joined.
     Refresh,
+    /// The repair of stale copies a read found; nobody waits for it.
+    Repair,
 }
 
 /// Why a query could not start.
@@ -87,14 +95,23 @@ pub(crate) enum Outcome {
 #[derive(Debug, Default)]
 pub(crate) struct Queries {
     pending: HashMap<QueryId, Pending>,
+    /// Copies discarded by reads because they failed verification, since
+    /// the node started.
+    forgeries: u64,
 }
 
 impl Queries {
+    /// Copies discarded by reads because they failed verification.
+    pub(crate) fn forgeries(&self) -> u64 {
+        self.forgeries
+    }
+
     /// A caller's write of `value` under `key`, done once `required` peers
     /// besides this node confirmed.
     pub(crate) fn put(
         key: Vec<u8>,
         value: Vec<u8>,
+        seq: Option<u64>,
         required: NonZeroUsize,
         reply: Reply<Result<PutRecordOk, PutRecordError>>,
         out: &mut Actions,
@@ -108,13 +125,14 @@ impl Queries {
             query: Query::PutRecord(Record::new(RecordKey::new(&key), value), quorum),
             pending: Pending::Put {
                 key,
+                seq,
                 required: required.get(),
                 reply,
             },
         });
     }
 
-    /// A caller's read of `key`, done once `required` copies were found.
+    /// A caller's read of `key` (see [`Read`] for when it is done).
     pub(crate) fn get(
         key: Vec<u8>,
         required: NonZeroUsize,
@@ -124,9 +142,9 @@ impl Queries {
         out.push(Action::Query {
             query: Query::GetRecord(RecordKey::new(&key)),
             pending: Pending::Get {
+                read: Read::new(&key),
                 key,
                 required: required.get(),
-                found: Vec::new(),
                 reply,
             },
         });
@@ -155,12 +173,7 @@ impl Queries {
             (Pending::Put { reply, .. }, StartError::Store(error)) => {
                 let error = match error {
                     StoreError::Invalid(error) => PutRecordError::InvalidRecord(error),
-                    StoreError::Full { max_records, .. } => {
-                        PutRecordError::StoreFull { max: max_records }
-                    }
-                    StoreError::ProviderKeysFull { max }
-                    | StoreError::ProvidersFull { max }
-                    | StoreError::RegistrationsFull { max } => PutRecordError::StoreFull { max },
+                    refused => PutRecordError::Refused(refused),
                 };
                 let _ = reply.send(Err(error));
                 None
@@ -196,31 +209,42 @@ impl Queries {
             (
                 Pending::Put {
                     key,
+                    seq,
                     required,
                     reply,
                 },
                 QueryResult::PutRecord(result),
             ) => {
-                let _ = reply.send(put_result(key, required, result, stats));
+                let _ = reply.send(put_result(key, seq, required, result, stats));
                 None
             }
             (
                 Pending::Get {
                     key,
                     required,
-                    mut found,
+                    mut read,
                     reply,
                 },
                 QueryResult::GetRecord(result),
             ) => {
                 let over = match result {
-                    Ok(kad::GetRecordOk::FoundRecord(record)) => {
-                        found.push(record);
-                        found.len() >= required || last
+                    Ok(kad::GetRecordOk::FoundRecord(copy)) => {
+                        let from = copy.peer;
+                        if let Err(reason) = read.add(&key, &copy) {
+                            self.forgeries += 1;
+                            tracing::debug!(peer = ?from, key = %display_key(&key), %reason, "discarded a forged copy");
+                            out.emit(Event::RecordForged {
+                                key: key.clone(),
+                                from,
+                                reason,
+                            });
+                        }
+                        read.is_enough(required) || last
                     }
-                    Err(kad::GetRecordError::Timeout { .. }) if found.is_empty() => {
+                    Err(kad::GetRecordError::Timeout { .. }) if read.is_empty() => {
                         let _ = reply.send(Err(GetRecordError::Timeout {
                             key: display_key(&key),
+                            forgeries: read.forgeries,
                         }));
                         return None;
                     }
@@ -234,16 +258,28 @@ impl Queries {
                         Pending::Get {
                             key,
                             required,
-                            found,
+                            read,
                             reply,
                         },
                     );
                     return None;
                 }
-                if found.len() >= required && !last {
+                if read.is_enough(required) && !last {
                     out.push(Action::FinishQuery(id));
                 }
-                let _ = reply.send(get_result(key, required, found, stats));
+                if let Some(query) = read.repair(required) {
+                    out.push(Action::Query {
+                        query,
+                        pending: Pending::Repair,
+                    });
+                }
+                let _ = reply.send(read.result(key, required, stats));
+                None
+            }
+            (Pending::Repair, QueryResult::PutRecord(result)) => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "a repair reached fewer peers than asked");
+                }
                 None
             }
             (Pending::Closest { key, reply }, QueryResult::GetClosestPeers(result)) => {
@@ -310,12 +346,13 @@ impl Queries {
 
 fn put_result(
     key: Vec<u8>,
+    seq: Option<u64>,
     required: usize,
     result: kad::PutRecordResult,
     stats: QueryStats,
 ) -> Result<PutRecordOk, PutRecordError> {
     match result {
-        Ok(_) => Ok(PutRecordOk { key, stats }),
+        Ok(_) => Ok(PutRecordOk { key, seq, stats }),
         Err(kad::PutRecordError::QuorumFailed { success, .. }) => {
             Err(PutRecordError::QuorumFailed {
                 key: display_key(&key),
@@ -331,39 +368,6 @@ fn put_result(
     }
 }
 
-/// The reply to a read that is over, from the copies it found.
-fn get_result(
-    key: Vec<u8>,
-    required: usize,
-    found: Vec<kad::PeerRecord>,
-    stats: QueryStats,
-) -> Result<GetRecordOk, GetRecordError> {
-    if found.is_empty() {
-        return Err(GetRecordError::NotFound {
-            key: display_key(&key),
-        });
-    }
-    if found.len() < required {
-        return Err(GetRecordError::QuorumFailed {
-            key: display_key(&key),
-            found: found.len(),
-            required,
-        });
-    }
-    let found_locally = found.iter().any(|r| r.peer.is_none());
-    let found_at: Vec<PeerId> = found.iter().filter_map(|r| r.peer).collect();
-    let first = found.into_iter().next().map(|r| r.record);
-    let (value, publisher) = first.map(|r| (r.value, r.publisher)).unwrap_or_default();
-    Ok(GetRecordOk {
-        key,
-        value,
-        publisher,
-        found_locally,
-        found_at,
-        stats,
-    })
-}
-
 fn peer_addresses(info: kad::PeerInfo) -> PeerAddresses {
     PeerAddresses {
         peer_id: info.peer_id,
@@ -372,202 +376,4 @@ fn peer_addresses(info: kad::PeerInfo) -> PeerAddresses {
 }
 
 #[cfg(test)]
-mod tests {
-    use futures::channel::oneshot;
-    use libp2p::kad::PeerRecord;
-
-    use super::*;
-
-    /// Query ids come only from a Kademlia behaviour; one without a swarm
-    /// hands them out all the same.
-    fn query_ids(count: usize) -> Vec<QueryId> {
-        let local = PeerId::random();
-        let store = kad::store::MemoryStore::new(local);
-        let mut kad = kad::Behaviour::new(local, store);
-        (0..count)
-            .map(|i| kad.get_closest_peers(vec![i as u8]))
-            .collect()
-    }
-
-    fn copy(from: Option<PeerId>, value: &[u8]) -> kad::QueryResult {
-        QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(PeerRecord {
-            peer: from,
-            record: Record::new(RecordKey::new(b"k"), value.to_vec()),
-        })))
-    }
-
-    /// Tracks a read of `k` that needs `required` copies; returns where its
-    /// answer arrives.
-    fn track_get(
-        queries: &mut Queries,
-        id: QueryId,
-        required: usize,
-    ) -> oneshot::Receiver<Result<GetRecordOk, GetRecordError>> {
-        let (reply, answer) = oneshot::channel();
-        queries.track(
-            id,
-            Pending::Get {
-                key: b"k".to_vec(),
-                required,
-                found: Vec::new(),
-                reply,
-            },
-        );
-        answer
-    }
-
-    fn finished() -> kad::QueryResult {
-        QueryResult::GetRecord(Ok(kad::GetRecordOk::FinishedWithNoAdditionalRecord {
-            cache_candidates: Default::default(),
-        }))
-    }
-
-    #[test]
-    fn a_read_ends_at_its_quorum_and_stops_the_query() {
-        let mut queries = Queries::default();
-        let mut out = Actions::default();
-        let id = query_ids(1)[0];
-        let mut answer = track_get(&mut queries, id, 2);
-        let holder = PeerId::random();
-        queries.on_progress(id, copy(None, b"v"), QueryStats::default(), false, &mut out);
-        assert!(answer.try_recv().unwrap().is_none(), "one copy of two");
-        assert!(out.drain().is_empty());
-
-        queries.on_progress(
-            id,
-            copy(Some(holder), b"v"),
-            QueryStats::default(),
-            false,
-            &mut out,
-        );
-        assert!(matches!(&out.drain()[..], [Action::FinishQuery(stopped)] if *stopped == id));
-        let found = answer.try_recv().unwrap().unwrap().unwrap();
-        assert_eq!(found.value, b"v");
-        assert!(found.found_locally);
-        assert_eq!(found.found_at, vec![holder]);
-        assert!(queries.pending.is_empty());
-    }
-
-    #[test]
-    fn a_read_that_finds_too_few_copies_says_how_many() {
-        let mut queries = Queries::default();
-        let mut out = Actions::default();
-        let ids = query_ids(2);
-        let mut short_answer = track_get(&mut queries, ids[0], 3);
-        queries.on_progress(
-            ids[0],
-            copy(Some(PeerId::random()), b"v"),
-            QueryStats::default(),
-            false,
-            &mut out,
-        );
-        queries.on_progress(ids[0], finished(), QueryStats::default(), true, &mut out);
-        assert!(matches!(
-            short_answer.try_recv().unwrap().unwrap(),
-            Err(GetRecordError::QuorumFailed {
-                found: 1,
-                required: 3,
-                ..
-            })
-        ));
-
-        let mut missing_answer = track_get(&mut queries, ids[1], 1);
-        let not_found = QueryResult::GetRecord(Err(kad::GetRecordError::NotFound {
-            key: RecordKey::new(b"k"),
-            closest_peers: Vec::new(),
-        }));
-        queries.on_progress(ids[1], not_found, QueryStats::default(), true, &mut out);
-        let error = missing_answer.try_recv().unwrap().unwrap().unwrap_err();
-        assert_eq!(crate::error::ErrorCode::code(&error), "not-found");
-    }
-
-    #[test]
-    fn a_write_reports_how_many_peers_confirmed() {
-        let mut queries = Queries::default();
-        let mut out = Actions::default();
-        let id = query_ids(1)[0];
-        let (reply, mut answer) = oneshot::channel();
-        queries.track(
-            id,
-            Pending::Put {
-                key: b"k".to_vec(),
-                required: 3,
-                reply,
-            },
-        );
-        let result = QueryResult::PutRecord(Err(kad::PutRecordError::QuorumFailed {
-            key: RecordKey::new(b"k"),
-            success: vec![PeerId::random()],
-            quorum: NonZeroUsize::new(3).unwrap(),
-        }));
-        queries.on_progress(id, result, QueryStats::default(), true, &mut out);
-        assert!(matches!(
-            answer.try_recv().unwrap().unwrap(),
-            Err(PutRecordError::QuorumFailed {
-                stored: 1,
-                required: 3,
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn lookups_of_other_parts_become_outcomes() {
-        let mut queries = Queries::default();
-        let mut out = Actions::default();
-        let ids = query_ids(2);
-        queries.track(ids[0], Pending::Holders(7));
-        let holder = PeerId::random();
-        let result = QueryResult::GetClosestPeers(Err(GetClosestPeersError::Timeout {
-            key: vec![1],
-            peers: vec![kad::PeerInfo {
-                peer_id: holder,
-                addrs: Vec::new(),
-            }],
-        }));
-        match queries.on_progress(ids[0], result, QueryStats::default(), true, &mut out) {
-            Some(Outcome::Holders {
-                discovery: 7,
-                holders,
-                timed_out: true,
-            }) => assert_eq!(holders[0].peer_id, holder),
-            other => panic!("expected the holders, got {other:?}"),
-        }
-
-        queries.track(ids[1], Pending::Refresh);
-        let step = || {
-            QueryResult::Bootstrap(Ok(kad::BootstrapOk {
-                peer: PeerId::random(),
-                num_remaining: 1,
-            }))
-        };
-        assert!(
-            queries
-                .on_progress(ids[1], step(), QueryStats::default(), false, &mut out)
-                .is_none()
-        );
-        assert!(matches!(
-            queries.on_progress(ids[1], step(), QueryStats::default(), true, &mut out),
-            Some(Outcome::Refreshed)
-        ));
-    }
-
-    #[test]
-    fn a_registration_the_store_refuses_is_reported_to_its_caller_and_its_part() {
-        let queries = Queries::default();
-        let namespace = Namespace::new("chat").unwrap();
-        let (reply, mut answer) = oneshot::channel();
-        let outcome = queries.on_start_failed(
-            Pending::Register {
-                namespace: namespace.clone(),
-                reply: Some(reply),
-            },
-            StartError::ProvideRefused,
-        );
-        assert!(matches!(outcome, Some(Outcome::RegistrationRefused(ns)) if ns == namespace));
-        assert!(matches!(
-            answer.try_recv().unwrap().unwrap(),
-            Err(RegisterError::StoreFull { .. })
-        ));
-    }
-}
+mod tests;

@@ -2,7 +2,8 @@
 //! with the same noise + yamux stack as production.
 //!
 //! Node 0 is a [`Role::Bootstrap`]; every later node bootstraps through it
-//! and joins before [`Testnet::spawn`] returns. The executor is injected, so
+//! and joins before [`Testnet::spawn`] returns. A [`Rogue`] peer that lies
+//! can join any network, for attack tests. The executor is injected, so
 //! tests, benchmarks and demos run on whatever they have. Nothing leaves the
 //! process: memory addresses (`/memory/<port>`) are private to it.
 //!
@@ -41,6 +42,10 @@ use libp2p::{
     multiaddr::Protocol,
     noise, swarm, yamux,
 };
+
+mod rogue;
+
+pub use rogue::Rogue;
 
 use crate::{
     Behaviour, Config, ConfigBuilder, ConfigError, JoinError, ListenError, NodeHandle, Role,
@@ -125,6 +130,20 @@ impl Testnet {
     /// The nodes, in the order they were spawned.
     pub fn nodes(&self) -> &[TestNode] {
         &self.nodes
+    }
+
+    /// Every node's peer id and dialable address.
+    pub fn addresses(&self) -> Vec<(PeerId, Multiaddr)> {
+        self.nodes
+            .iter()
+            .map(|node| (node.peer_id, node.address.clone()))
+            .collect()
+    }
+
+    /// Starts a [`Rogue`] with the DHT settings of `config`, connected to
+    /// every node.
+    pub async fn rogue(&self, config: &Config) -> Result<Rogue, TestnetError> {
+        Rogue::join(config, &self.addresses(), self.spawner.clone()).await
     }
 
     /// Starts a node with `config` (its bootstrap peer is set here). The first

@@ -97,7 +97,7 @@ impl Behaviour {
             identify,
             ping: ping::Behaviour::new(ping::Config::new().with_interval(config.ping_interval)),
             namespace,
-            keep_alive: keep_alive::Behaviour::default(),
+            keep_alive: keep_alive::Behaviour::new(bounds.max_pinned_by_others),
         }
     }
 

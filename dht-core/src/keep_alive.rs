@@ -10,11 +10,22 @@
 //! remote side holds its end. An open stream counts as activity on both sides,
 //! so neither closes the connection. Nothing is ever written on the stream;
 //! a peer that writes, or closes its end, loses the stream.
+//!
+//! Any peer can open such a stream, so holding the remote end is bounded:
+//! a node holds at most `max_pinned_by_others` connections open for peers
+//! it has not pinned itself (its clients, when it is their bootstrap); the
+//! stream of one more is dropped at once, and that connection closes when
+//! idle like any other. Together with the per-address cap this keeps a
+//! flood of peers from holding this node's connection slots forever.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     convert::Infallible,
     pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     task::{Context, Poll},
 };
 
@@ -32,15 +43,75 @@ use libp2p::{
 /// The protocol of the idle stream that keeps a pinned connection open.
 pub const KEEP_ALIVE_PROTOCOL: StreamProtocol = StreamProtocol::new("/ns-dht/keep-alive/1.0.0");
 
+/// How many connections may be held open for peers this node has not
+/// pinned, shared by every connection's handler.
+#[derive(Debug, Clone)]
+struct Budget {
+    held: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl Budget {
+    fn new(limit: usize) -> Self {
+        Self {
+            held: Arc::new(AtomicUsize::new(0)),
+            limit,
+        }
+    }
+
+    /// Takes one slot, if one is left.
+    fn take(&self) -> bool {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held < self.limit).then_some(held + 1)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self) {
+        let _ = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_sub(1)
+            });
+    }
+
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+}
+
 /// Keeps connections to pinned peers open.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Behaviour {
     pinned: HashSet<PeerId>,
     connections: HashMap<PeerId, Vec<ConnectionId>>,
     pending: VecDeque<ToSwarm<Infallible, bool>>,
+    budget: Budget,
 }
 
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_PINNED_BY_OTHERS)
+    }
+}
+
+/// The default of [`ConnectionLimits::max_pinned_by_others`](crate::ConnectionLimits::max_pinned_by_others).
+pub const DEFAULT_MAX_PINNED_BY_OTHERS: usize = 1024;
+
 impl Behaviour {
+    /// Holds at most `max_pinned_by_others` connections open for peers this
+    /// node has not pinned.
+    pub fn new(max_pinned_by_others: usize) -> Self {
+        Self {
+            pinned: HashSet::new(),
+            connections: HashMap::new(),
+            pending: VecDeque::new(),
+            budget: Budget::new(max_pinned_by_others),
+        }
+    }
+
     /// Keeps every connection to `peer` open, now and in future.
     pub fn pin(&mut self, peer: PeerId) {
         if self.pinned.insert(peer) {
@@ -71,7 +142,7 @@ impl Behaviour {
     }
 
     fn handler_for(&self, peer: &PeerId) -> Handler {
-        Handler::new(self.pinned.contains(peer))
+        Handler::new(self.pinned.contains(peer), self.budget.clone())
     }
 }
 
@@ -147,17 +218,55 @@ pub struct Handler {
     /// ask again on this connection.
     outbound_failed: bool,
     inbound: Option<Stream>,
+    /// Whether the held inbound stream takes a slot of the budget (this
+    /// node did not pin the peer).
+    charged: bool,
+    budget: Budget,
 }
 
 impl Handler {
-    fn new(wanted: bool) -> Self {
+    fn new(wanted: bool, budget: Budget) -> Self {
         Self {
             wanted,
             outbound: None,
             outbound_requested: false,
             outbound_failed: false,
             inbound: None,
+            charged: false,
+            budget,
         }
+    }
+
+    /// Holds the remote's stream if this node pinned the peer too, or if a
+    /// slot is left for peers it did not pin.
+    fn hold_inbound(&mut self, stream: Stream) {
+        if self.inbound.is_none() && !self.wanted {
+            if !self.budget.take() {
+                tracing::debug!("no slot left to keep a connection open for its peer");
+                return;
+            }
+            self.charged = true;
+        }
+        // One held stream per connection is enough; a newer one replaces it.
+        self.inbound = Some(stream);
+    }
+
+    fn release_inbound(&mut self) {
+        self.inbound = None;
+        self.uncharge();
+    }
+
+    fn uncharge(&mut self) {
+        if self.charged {
+            self.charged = false;
+            self.budget.give_back();
+        }
+    }
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        self.uncharge();
     }
 }
 
@@ -192,7 +301,7 @@ impl ConnectionHandler for Handler {
         if let Some(stream) = self.inbound.as_mut()
             && !still_idle(stream, cx)
         {
-            self.inbound = None;
+            self.release_inbound();
         }
         if let Some(stream) = self.outbound.as_mut()
             && !still_idle(stream, cx)
@@ -215,8 +324,18 @@ impl ConnectionHandler for Handler {
 
     fn on_behaviour_event(&mut self, wanted: bool) {
         self.wanted = wanted;
-        if !wanted {
+        if wanted {
+            // Held for this node's own reason now.
+            self.uncharge();
+        } else {
             self.outbound = None;
+            if self.inbound.is_some() && !self.charged {
+                if self.budget.take() {
+                    self.charged = true;
+                } else {
+                    self.inbound = None;
+                }
+            }
         }
     }
 
@@ -225,10 +344,7 @@ impl ConnectionHandler for Handler {
         event: ConnectionEvent<'_, Self::InboundProtocol, Self::OutboundProtocol, (), ()>,
     ) {
         match event {
-            ConnectionEvent::FullyNegotiatedInbound(inbound) => {
-                // One held stream per connection is enough; a newer one replaces it.
-                self.inbound = Some(inbound.protocol);
-            }
+            ConnectionEvent::FullyNegotiatedInbound(inbound) => self.hold_inbound(inbound.protocol),
             ConnectionEvent::FullyNegotiatedOutbound(outbound) => {
                 self.outbound_requested = false;
                 if self.wanted {
@@ -241,5 +357,40 @@ impl ConnectionHandler for Handler {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_held_for_others_are_bounded_and_slots_come_back() {
+        let budget = Budget::new(2);
+        assert!(budget.take() && budget.take());
+        assert!(!budget.take(), "a third peer is not held open");
+        budget.give_back();
+        assert_eq!(budget.held(), 1);
+        assert!(budget.take());
+        // A handler gives its slot back when its connection ends.
+        let mut handler = Handler::new(false, budget.clone());
+        handler.charged = true;
+        drop(handler);
+        assert_eq!(budget.held(), 1);
+        // Giving back more than was taken cannot underflow.
+        budget.give_back();
+        budget.give_back();
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn pinning_a_peer_frees_the_slot_its_connection_took() {
+        let budget = Budget::new(1);
+        let mut handler = Handler::new(false, budget.clone());
+        assert!(budget.take());
+        handler.charged = true;
+        handler.on_behaviour_event(true);
+        assert_eq!(budget.held(), 0, "held for this node's own reason now");
+        assert!(!handler.charged);
     }
 }

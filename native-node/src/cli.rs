@@ -143,6 +143,12 @@ pub(crate) struct NodeArgs {
     /// of many nodes work.
     #[arg(long)]
     pub(crate) limit_loopback: bool,
+
+    /// Connections kept open while idle for peers that pinned this node
+    /// (they use it as their bootstrap); more close when idle and their
+    /// peers reconnect. Raise it on a bootstrap with many clients.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub(crate) max_pinned_by_others: usize,
 }
 
 impl NodeArgs {
@@ -170,6 +176,7 @@ impl NodeArgs {
             .connection_limits(ConnectionLimits {
                 max_incoming_per_ip: self.max_connections_per_ip,
                 limit_loopback: self.limit_loopback,
+                max_pinned_by_others: self.max_pinned_by_others,
                 ..ConnectionLimits::default()
             })
             .agent_version(concat!("ns-dht-native/", env!("CARGO_PKG_VERSION")))

@@ -3,10 +3,10 @@
 //! Every test asserts that honest nodes keep what they stored and keep
 //! answering with it.
 
-use std::{num::NonZeroUsize, time::Duration};
+use std::{collections::HashSet, num::NonZeroUsize, time::Duration};
 
 use dht_core::{
-    Config, ConfigBuilder, NodeHandle, Quorum, Write,
+    Config, ConfigBuilder, ConnectionLimits, Event, NodeHandle, Quorum, Role, Write,
     libp2p::{
         Multiaddr, PeerId,
         kad::{Record, RecordKey},
@@ -16,7 +16,8 @@ use dht_core::{
     testnet::{Rogue, Testnet},
 };
 use dht_tests::{eventually, network, pool, run, sleep};
-use futures::future::join_all;
+use futures::{FutureExt, StreamExt, future::join_all};
+use futures_timer::Delay;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -344,4 +345,60 @@ fn identify_pushes_cannot_grow_a_routing_entry() {
             net.shutdown().await;
         },
     );
+}
+
+/// Regression: any peer could keep its connections open forever by
+/// opening the keep-alive stream. A node now holds only
+/// `max_pinned_by_others` such connections for peers it did not pin; the
+/// others close when idle (and their peers reconnect).
+#[test]
+fn peers_cannot_hold_more_connections_open_than_their_share() {
+    let pool = pool();
+    run(Duration::from_secs(120), "keep-alive slot holding", async {
+        let executor = pool.clone();
+        let mut net = Testnet::new(move |task| executor.spawn_ok(task));
+        let bootstrap = Config::builder()
+            .idle_connection_timeout(Duration::from_secs(1))
+            .connection_limits(ConnectionLimits {
+                max_pinned_by_others: 1,
+                ..ConnectionLimits::default()
+            });
+        net.spawn(bootstrap, Role::Bootstrap)
+            .await
+            .expect("bootstrap");
+        let mut events = net.nodes()[0]
+            .handle
+            .subscribe()
+            .await
+            .expect("running")
+            .fuse();
+        // Three clients, each pinning the bootstrap (its bootstrap peer).
+        for _ in 0..3 {
+            net.spawn(Config::builder(), Role::ClientHelper)
+                .await
+                .expect("client joins");
+        }
+        let clients: HashSet<PeerId> = net.nodes()[1..].iter().map(|n| n.peer_id).collect();
+        let mut dropped = HashSet::new();
+        let window = Delay::new(Duration::from_secs(8)).fuse();
+        futures::pin_mut!(window);
+        loop {
+            futures::select! {
+                event = events.next() => match event {
+                    Some(Event::PeerDisconnected { peer, .. }) if clients.contains(&peer) => {
+                        dropped.insert(peer);
+                    }
+                    Some(_) => {}
+                    None => panic!("the bootstrap stopped"),
+                },
+                () = window => break,
+            }
+        }
+        assert_eq!(
+            dropped.len(),
+            2,
+            "one client keeps the only slot; the other two are let go when idle"
+        );
+        net.shutdown().await;
+    });
 }

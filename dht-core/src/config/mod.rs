@@ -74,6 +74,10 @@ pub struct ConnectionLimits {
     /// Default false: local test networks run hundreds of nodes on
     /// 127.0.0.1.
     pub limit_loopback: bool,
+    /// Connections kept open while idle because the remote pinned them
+    /// (it uses this node as its bootstrap) though this node did not; more
+    /// close when idle like any other. Default 1024.
+    pub max_pinned_by_others: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -85,6 +89,7 @@ impl Default for ConnectionLimits {
             max_pending_incoming: 256,
             max_incoming_per_ip: 64,
             limit_loopback: false,
+            max_pinned_by_others: crate::keep_alive::DEFAULT_MAX_PINNED_BY_OTHERS,
         }
     }
 }

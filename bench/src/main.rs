@@ -380,7 +380,7 @@ fn replot(file: &std::path::Path, plot: Option<&std::path::Path>) -> anyhow::Res
 
 fn print_table(runs: &[Measurement]) {
     println!(
-        "\n{:<10} {:<6} {:>5} {:>7} {:>7} {:>15} {:>17} {:>17} {:>6} {:>6} {:>6} {:>5} {:>8} {:>8} {:>9} {:>13}",
+        "\n{:<10} {:<6} {:>5} {:>7} {:>7} {:>15} {:>17} {:>17} {:>17} {:>6} {:>6} {:>6} {:>5} {:>8} {:>8} {:>9} {:>13}",
         "mode",
         "tr",
         "N",
@@ -388,6 +388,7 @@ fn print_table(runs: &[Measurement]) {
         "fill s",
         "rt mean",
         "get p50/p99 ms",
+        "mut get p50/p99",
         "put p50/p99 ms",
         "get%",
         "recall",
@@ -400,7 +401,7 @@ fn print_table(runs: &[Measurement]) {
     );
     for m in runs {
         println!(
-            "{:<10} {:<6} {:>5} {:>7.1} {:>7} {:>15.1} {:>17} {:>17} {:>6.1} {:>6.3} {:>6.1} {:>5} {:>8} {:>8.0} {:>9.2} {:>13}",
+            "{:<10} {:<6} {:>5} {:>7.1} {:>7} {:>15.1} {:>17} {:>17} {:>17} {:>6.1} {:>6.3} {:>6.1} {:>5} {:>8} {:>8.0} {:>9.2} {:>13}",
             m.mode,
             m.transport.to_string(),
             m.nodes,
@@ -409,6 +410,7 @@ fn print_table(runs: &[Measurement]) {
                 .map_or_else(|| "-".to_owned(), |s| format!("{s:.1}")),
             m.routing_table_mean,
             format!("{:.2}/{:.2}", m.get.p50_ms, m.get.p99_ms),
+            format!("{:.2}/{:.2}", m.get_mutable.p50_ms, m.get_mutable.p99_ms),
             format!("{:.2}/{:.2}", m.put.p50_ms, m.put.p99_ms),
             m.get_success * 100.0,
             m.closest_recall,

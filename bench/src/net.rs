@@ -195,11 +195,18 @@ pub(crate) struct Measurement {
     /// (in-process runs only).
     pub(crate) idle_cpu_percent: Option<f64>,
     pub(crate) put: Latency,
+    /// Reads of immutable records: they end at the first valid copy.
     pub(crate) get: Latency,
+    /// Reads of signed mutable records: they ask every holder the lookup
+    /// reaches for the newest version (absent from runs before that rule).
+    #[serde(default)]
+    pub(crate) get_mutable: Latency,
     pub(crate) put_success: f64,
     pub(crate) get_success: f64,
     pub(crate) closest_recall: f64,
     pub(crate) requests_per_get: f64,
+    #[serde(default)]
+    pub(crate) requests_per_mutable_get: f64,
     pub(crate) requests_per_put: f64,
     /// Hops per lookup, replayed on the nodes' real routing tables
     /// (in-process runs only: the processes do not export theirs).
@@ -316,11 +323,16 @@ pub(crate) async fn measure(
             break;
         }
         let (writer, reader) = rng.pair(nodes.len());
-        // A signed record, so that the figures include signing at the
-        // writer and verification at every holder and reader.
-        let name = format!("bench-{seed}-{size}-{round}");
-        let value = format!("value of round {round}").into_bytes();
-        let write = Write::mutable(&nodes[writer].keypair, name, value.clone());
+        // Every other round a signed mutable record, the others immutable
+        // ones; both are verified at every holder and reader.
+        let mutable = round % 2 == 1;
+        let value = format!("value of round {round} of run {seed}-{size}").into_bytes();
+        let write = if mutable {
+            let name = format!("bench-{seed}-{size}-{round}");
+            Write::mutable(&nodes[writer].keypair, name, value.clone())
+        } else {
+            Write::immutable(value.clone())
+        };
         let key = write.key()?;
         let started = Instant::now();
         let put = nodes[writer].handle.put(write).await;
@@ -334,7 +346,7 @@ pub(crate) async fn measure(
             .ok()
             .filter(|f| f.value == value)
             .map(|f| f64::from(f.stats.requests));
-        rounds_done.get(started.elapsed(), requests);
+        rounds_done.get(mutable, started.elapsed(), requests);
         lookups += 2;
     }
 
@@ -417,10 +429,12 @@ pub(crate) async fn measure(
         idle_cpu_percent: Some(idle_cpu_percent),
         put: rounds_done.put_latency(),
         get: rounds_done.get_latency(),
+        get_mutable: rounds_done.mutable_get_latency(),
         put_success: rounds_done.put_success(),
         get_success: rounds_done.get_success(),
         closest_recall: stats::mean(&recalls),
         requests_per_get: rounds_done.requests_per_get(),
+        requests_per_mutable_get: rounds_done.requests_per_mutable_get(),
         requests_per_put: rounds_done.requests_per_put(),
         hops_mean: Some(stats::mean(
             &hops.iter().map(|h| *h as f64).collect::<Vec<_>>(),

@@ -258,20 +258,28 @@ pub(crate) async fn measure(
             break;
         }
         let (writer, reader) = rng.pair(serving.len());
-        let key = format!("bench-{seed}-{size}-{round}");
-        let value = format!("value-{round}");
+        // Every other round a signed mutable record, the others immutable.
+        let mutable = round % 2 == 1;
+        let value = format!("value-{seed}-{size}-{round}");
+        let request = if mutable {
+            format!("put bench-{seed}-{size}-{round} {value}")
+        } else {
+            format!("put-immutable {value}")
+        };
         let started = Instant::now();
-        let put = serving[writer]
-            .request(&format!("put {key} {value}"))
-            .await?;
+        let put = serving[writer].request(&request).await?;
         let requests =
             (put["ok"] == true).then(|| put["stored"]["stats"]["requests"].as_f64().unwrap_or(0.0));
         rounds_done.put(started.elapsed(), requests);
+        let key = put["stored"]["key"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let started = Instant::now();
         let got = serving[reader].request(&format!("get {key}")).await?;
         let found = got["ok"] == true && got["record"]["value"]["text"] == value.as_str();
         let requests = found.then(|| got["record"]["stats"]["requests"].as_f64().unwrap_or(0.0));
-        rounds_done.get(started.elapsed(), requests);
+        rounds_done.get(mutable, started.elapsed(), requests);
         lookups += 2;
     }
     let ids: Vec<PeerId> = std::iter::once(bootstrap.peer_id)
@@ -352,10 +360,12 @@ pub(crate) async fn measure(
         idle_cpu_percent: None,
         put: rounds_done.put_latency(),
         get: rounds_done.get_latency(),
+        get_mutable: rounds_done.mutable_get_latency(),
         put_success: rounds_done.put_success(),
         get_success: rounds_done.get_success(),
         closest_recall: stats::mean(&recalls),
         requests_per_get: rounds_done.requests_per_get(),
+        requests_per_mutable_get: rounds_done.requests_per_mutable_get(),
         requests_per_put: rounds_done.requests_per_put(),
         hops_mean: None,
         hops_max: None,

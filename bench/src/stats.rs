@@ -33,13 +33,17 @@ impl Latency {
     }
 }
 
-/// Put and get samples of a run: latency, success, requests.
+/// Put and get samples of a run: latency, success, requests. Reads of
+/// immutable records (which end at the first valid copy) and of mutable
+/// ones (which ask every holder for the newest version) are kept apart.
 #[derive(Debug, Default)]
 pub(crate) struct Rounds {
     puts: Vec<Duration>,
     gets: Vec<Duration>,
+    mutable_gets: Vec<Duration>,
     put_requests: Vec<f64>,
     get_requests: Vec<f64>,
+    mutable_get_requests: Vec<f64>,
 }
 
 impl Rounds {
@@ -49,26 +53,40 @@ impl Rounds {
         self.put_requests.extend(requests);
     }
 
-    /// A get that took `took` and, if it found the right value, sent `requests`.
-    pub(crate) fn get(&mut self, took: Duration, requests: Option<f64>) {
-        self.gets.push(took);
-        self.get_requests.extend(requests);
+    /// A get (of a mutable record if `mutable`) that took `took` and, if it
+    /// found the right value, sent `requests`.
+    pub(crate) fn get(&mut self, mutable: bool, took: Duration, requests: Option<f64>) {
+        if mutable {
+            self.mutable_gets.push(took);
+            self.mutable_get_requests.extend(requests);
+        } else {
+            self.gets.push(took);
+            self.get_requests.extend(requests);
+        }
     }
 
     pub(crate) fn put_latency(&self) -> Latency {
         Latency::of(&self.puts)
     }
 
+    /// Reads of immutable records.
     pub(crate) fn get_latency(&self) -> Latency {
         Latency::of(&self.gets)
+    }
+
+    /// Reads of mutable records.
+    pub(crate) fn mutable_get_latency(&self) -> Latency {
+        Latency::of(&self.mutable_gets)
     }
 
     pub(crate) fn put_success(&self) -> f64 {
         self.put_requests.len() as f64 / self.puts.len().max(1) as f64
     }
 
+    /// Reads of either kind that found the right value.
     pub(crate) fn get_success(&self) -> f64 {
-        self.get_requests.len() as f64 / self.gets.len().max(1) as f64
+        let found = self.get_requests.len() + self.mutable_get_requests.len();
+        found as f64 / (self.gets.len() + self.mutable_gets.len()).max(1) as f64
     }
 
     pub(crate) fn requests_per_put(&self) -> f64 {
@@ -77,6 +95,10 @@ impl Rounds {
 
     pub(crate) fn requests_per_get(&self) -> f64 {
         mean(&self.get_requests)
+    }
+
+    pub(crate) fn requests_per_mutable_get(&self) -> f64 {
+        mean(&self.mutable_get_requests)
     }
 }
 

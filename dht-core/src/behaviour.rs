@@ -6,7 +6,7 @@
 use libp2p::{
     StreamProtocol, connection_limits, identify,
     identity::Keypair,
-    kad::{self, Caching, StoreInserts},
+    kad::{self, BucketInserts, Caching, StoreInserts},
     ping, request_response,
     swarm::NetworkBehaviour,
 };
@@ -60,6 +60,9 @@ impl Behaviour {
             // and charges it to its sender (see `Kademlia`).
             .set_record_filtering(StoreInserts::Unfiltered)
             .set_caching(Caching::Disabled)
+            // Peers enter the routing table only through the node, once they
+            // answered identify and their subnet has room (node/diversity.rs).
+            .set_kbucket_inserts(BucketInserts::Manual)
             .set_periodic_bootstrap_interval(config.bootstrap_interval);
         let store = Store::new(local_peer_id, config.store_limits.clone());
         let bounds = &config.connection_limits;

@@ -63,6 +63,11 @@ impl Kademlia {
         }
     }
 
+    /// The subnet of an open connection, if it has one that counts.
+    pub(crate) fn subnet_of(&self, connection: &ConnectionId) -> Option<Subnet> {
+        self.subnets.get(connection).copied().flatten()
+    }
+
     fn opened(
         &mut self,
         connection: ConnectionId,

@@ -110,7 +110,9 @@ pub mod role;
 pub mod testnet;
 
 pub use behaviour::Behaviour;
-pub use config::{Config, ConfigBuilder, ConnectionLimits, DEFAULT_KAD_PROTOCOL, ServerMode};
+pub use config::{
+    Config, ConfigBuilder, ConnectionLimits, DEFAULT_KAD_PROTOCOL, RoutingDiversity, ServerMode,
+};
 pub use error::{
     ClosestPeersError, ConfigError, DialError, DiscoverError, ErrorCode, GetRecordError, JoinError,
     LinkError, ListenError, NamespaceError, NodeStopped, PutRecordError, RecordError,

@@ -4,7 +4,7 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use dht_core::{
-    Config, ConfigBuilder, ConnectionLimits, Namespace,
+    Config, ConfigBuilder, ConnectionLimits, Namespace, RoutingDiversity,
     libp2p::{Multiaddr, PeerId},
 };
 use native_node::ListenSet;
@@ -149,6 +149,13 @@ pub(crate) struct NodeArgs {
     /// peers reconnect. Raise it on a bootstrap with many clients.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub(crate) max_pinned_by_others: usize,
+
+    /// Routing-table entries one subnet (IPv4 /24, IPv6 /48) may hold, at
+    /// most 2 of them per bucket, so that one operator's many peer ids
+    /// cannot fill the table. Loopback peers are exempt unless
+    /// --limit-loopback.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_routing_peers_per_subnet: u32,
 }
 
 impl NodeArgs {
@@ -178,6 +185,12 @@ impl NodeArgs {
                 limit_loopback: self.limit_loopback,
                 max_pinned_by_others: self.max_pinned_by_others,
                 ..ConnectionLimits::default()
+            })
+            .routing_diversity(RoutingDiversity {
+                per_table: self.max_routing_peers_per_subnet as usize,
+                per_bucket: RoutingDiversity::default()
+                    .per_bucket
+                    .min(self.max_routing_peers_per_subnet as usize),
             })
             .agent_version(concat!("ns-dht-native/", env!("CARGO_PKG_VERSION")))
     }

@@ -107,3 +107,73 @@ fn a_flood_from_one_address_leaves_room_for_others() {
         }
     }
 }
+
+/// Regression: any peer that connected entered the routing table, so one
+/// operator's many peer ids could fill it. Now one subnet gets a few
+/// entries, and a peer from another subnet still gets in.
+#[test]
+fn one_subnet_gets_only_a_few_routing_entries() {
+    let dir = temp_dir("diversity");
+    let key = dir.join("bootstrap.key");
+    let mut boot = NodeProcess::start(
+        "bootstrap",
+        &[
+            "bootstrap",
+            "--key-file",
+            key.to_str().expect("utf-8"),
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--listen",
+            "/ip6/::1/tcp/0",
+            "--no-http",
+            "--report-interval",
+            "1s",
+            "--limit-loopback",
+            "--max-routing-peers-per-subnet",
+            "2",
+        ],
+    );
+    let started = boot.started();
+    let find = |prefix: &str| {
+        started
+            .addresses
+            .iter()
+            .find(|a| a.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} address in {:?}", started.addresses))
+            .clone()
+    };
+    let (v4, v6) = (find("/ip4/127.0.0.1/tcp/"), find("/ip6/::1/tcp/"));
+    // Four DHT servers from 127.0.0.0/24, and one from ::1 (another subnet).
+    let peers = (0..4)
+        .map(|_| (&v4, "/ip4/127.0.0.1/tcp/0"))
+        .chain([(&v6, "/ip6/::1/tcp/0")]);
+    let _nodes: Vec<NodeProcess> = peers
+        .enumerate()
+        .map(|(i, (bootstrap, listen))| {
+            NodeProcess::start(
+                &format!("node-{i}"),
+                &[
+                    "client",
+                    "--bootstrap",
+                    bootstrap,
+                    "--listen",
+                    listen,
+                    "run",
+                ],
+            )
+        })
+        .collect();
+    let table_size = |report: &Value| -> u64 {
+        report["report"]["buckets"].as_array().map_or(0, |buckets| {
+            buckets.iter().filter_map(|b| b["peers"].as_u64()).sum()
+        })
+    };
+    boot.wait_for(LONG, "two of one subnet and the one of another", |line| {
+        line["type"] == "report" && table_size(line) == 3
+    });
+    for line in boot.drain(Duration::from_secs(3)) {
+        if line["type"] == "report" {
+            assert_eq!(table_size(&line), 3, "{line}");
+        }
+    }
+}

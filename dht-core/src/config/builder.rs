@@ -5,7 +5,7 @@ use std::{num::NonZeroUsize, time::Duration};
 
 use libp2p::{Multiaddr, StreamProtocol, multiaddr::Protocol};
 
-use super::{Config, ConnectionLimits, ServerMode};
+use super::{Config, ConnectionLimits, RoutingDiversity, ServerMode};
 use crate::{
     error::ConfigError,
     record::{MAX_KEY_LEN, StoreLimits},
@@ -263,6 +263,13 @@ impl ConfigBuilder {
         self
     }
 
+    /// How many routing-table entries one subnet may hold, per bucket and in
+    /// all. Default 2 and 8.
+    pub fn routing_diversity(mut self, diversity: RoutingDiversity) -> Self {
+        self.config.routing_diversity = diversity;
+        self
+    }
+
     /// Checks the values together and returns the configuration.
     pub fn build(self) -> Result<Config, ConfigError> {
         let Self { config, mut errors } = self;
@@ -319,6 +326,14 @@ impl ConfigBuilder {
             ("command buffer", config.command_buffer),
             ("event buffer", config.event_buffer),
             ("max addresses per peer", config.max_addresses_per_peer),
+            (
+                "routing peers per subnet and bucket",
+                config.routing_diversity.per_bucket,
+            ),
+            (
+                "routing peers per subnet",
+                config.routing_diversity.per_table,
+            ),
             ("max new links per round", config.max_new_links_per_round),
             (
                 "failures before an unreachable peer is dropped",

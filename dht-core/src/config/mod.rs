@@ -94,6 +94,26 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// How many routing-table entries one subnet (an IPv4 /24 or IPv6 /48,
+/// where the peer answered from) may hold; see the node's diversity rule.
+/// Loopback peers are exempt unless [`ConnectionLimits::limit_loopback`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoutingDiversity {
+    /// Peers of one subnet in one bucket at most. Default 2.
+    pub per_bucket: usize,
+    /// Peers of one subnet in the whole table at most. Default 8.
+    pub per_table: usize,
+}
+
+impl Default for RoutingDiversity {
+    fn default() -> Self {
+        Self {
+            per_bucket: 2,
+            per_table: 8,
+        }
+    }
+}
+
 /// A validated node configuration. Build one with [`Config::builder`];
 /// [`Config::default`] is the builder's defaults.
 #[derive(Clone, Debug)]
@@ -128,6 +148,7 @@ pub struct Config {
     pub(crate) command_buffer: usize,
     pub(crate) event_buffer: usize,
     pub(crate) max_addresses_per_peer: usize,
+    pub(crate) routing_diversity: RoutingDiversity,
 }
 
 impl Default for Config {
@@ -173,6 +194,7 @@ impl Config {
                 command_buffer: 64,
                 event_buffer: 1024,
                 max_addresses_per_peer: 16,
+                routing_diversity: RoutingDiversity::default(),
             },
             errors: Vec::new(),
         }

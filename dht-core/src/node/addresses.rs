@@ -91,6 +91,7 @@ impl Addresses {
         listen_addresses: Vec<Multiaddr>,
         protocols: &[StreamProtocol],
         held: &[Multiaddr],
+        may_enter: bool,
         out: &mut Actions,
     ) {
         let same_host = self.loopback_peers.contains(&peer);
@@ -101,7 +102,7 @@ impl Addresses {
             .filter(|a| same_host || !is_loopback(a))
             .take(self.max_per_peer)
             .collect();
-        if protocols.contains(&self.kad_protocol) {
+        if protocols.contains(&self.kad_protocol) && may_enter {
             let held: Vec<Multiaddr> = held.iter().map(strip_p2p).collect();
             let room = self.max_per_peer.saturating_sub(held.len());
             for address in addresses.iter().filter(|a| !held.contains(a)).take(room) {
@@ -344,7 +345,7 @@ mod tests {
             addr("/ip4/127.0.0.1/tcp/4001"),
         ];
         addresses.on_listening(&[addr("/ip4/127.0.0.1/tcp/1")]);
-        addresses.on_identify(peer, told.clone(), &[KAD], &[], &mut out);
+        addresses.on_identify(peer, told.clone(), &[KAD], &[], true, &mut out);
         // The unspecified address is dropped; a remote peer's loopback
         // address would lead to our own machine.
         assert_eq!(
@@ -353,7 +354,7 @@ mod tests {
         );
 
         let client = PeerId::random();
-        addresses.on_identify(client, told, &[], &[], &mut out);
+        addresses.on_identify(client, told, &[], &[], true, &mut out);
         assert!(
             routing_additions(&mut out).is_empty(),
             "a peer that does not serve our DHT stays out of the table"
@@ -363,6 +364,15 @@ mod tests {
             vec![addr("/ip4/192.0.2.1/tcp/4001")],
             "but is remembered for dialing"
         );
+    }
+
+    #[test]
+    fn a_peer_the_diversity_rule_holds_back_stays_out_of_the_table() {
+        let mut addresses = Addresses::new(KAD, 16);
+        let mut out = Actions::default();
+        let told = vec![addr("/ip4/203.0.113.7/tcp/4001")];
+        addresses.on_identify(PeerId::random(), told, &[KAD], &[], false, &mut out);
+        assert!(routing_additions(&mut out).is_empty());
     }
 
     #[test]
@@ -377,6 +387,7 @@ mod tests {
             vec![addr("/ip4/127.0.0.1/tcp/4001")],
             &[KAD],
             &[],
+            true,
             &mut out,
         );
         assert_eq!(
@@ -390,6 +401,7 @@ mod tests {
             vec![addr("/ip4/127.0.0.1/tcp/4002")],
             &[KAD],
             &[],
+            true,
             &mut out,
         );
         assert!(routing_additions(&mut out).is_empty());
@@ -402,7 +414,7 @@ mod tests {
         let many: Vec<Multiaddr> = (1..=10)
             .map(|port| addr(&format!("/ip4/192.0.2.1/tcp/{port}")))
             .collect();
-        addresses.on_identify(PeerId::random(), many, &[KAD], &[], &mut out);
+        addresses.on_identify(PeerId::random(), many, &[KAD], &[], true, &mut out);
         assert_eq!(routing_additions(&mut out).len(), 2);
     }
 
@@ -419,12 +431,12 @@ mod tests {
                 addr(&format!("/ip4/192.0.2.1/tcp/{}", 2 * push + 1)),
                 addr(&format!("/ip4/192.0.2.1/tcp/{}", 2 * push + 2)),
             ];
-            addresses.on_identify(peer, fresh, &[KAD], &held, &mut out);
+            addresses.on_identify(peer, fresh, &[KAD], &held, true, &mut out);
             held.extend(routing_additions(&mut out));
         }
         assert_eq!(held.len(), 4);
         // Addresses it holds already are not added again.
-        addresses.on_identify(peer, held.clone(), &[KAD], &held[..2], &mut out);
+        addresses.on_identify(peer, held.clone(), &[KAD], &held[..2], true, &mut out);
         assert_eq!(routing_additions(&mut out), held[2..].to_vec());
     }
 
@@ -442,7 +454,7 @@ mod tests {
             addr("/ip4/10.0.0.1/tcp/22"),
             addr("/ip4/192.0.2.1/tcp/4001"),
         ];
-        addresses.on_identify(PeerId::random(), told, &[KAD], &[], &mut out);
+        addresses.on_identify(PeerId::random(), told, &[KAD], &[], true, &mut out);
         assert_eq!(
             routing_additions(&mut out),
             vec![addr("/ip4/192.0.2.1/tcp/4001")]

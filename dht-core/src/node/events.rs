@@ -34,15 +34,24 @@ impl Node {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
-                ..
+                connection_id,
             })) => {
-                let held =
-                    snapshot::routing_addresses(&mut self.swarm.behaviour_mut().kad, &peer_id);
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                let held = snapshot::routing_addresses(kad, &peer_id);
+                // A peer new to the table enters only if its subnet has room.
+                let may_enter = !held.is_empty()
+                    || !info.protocols.contains(&self.settings.kad_protocol)
+                    || snapshot::bucket_of(kad, &peer_id).is_some_and(|bucket| {
+                        let subnet = kad.subnet_of(&connection_id);
+                        let table = snapshot::table_entries(kad);
+                        self.diversity.admit(peer_id, subnet, bucket, &table)
+                    });
                 self.addresses.on_identify(
                     peer_id,
                     info.listen_addrs,
                     &info.protocols,
                     &held,
+                    may_enter,
                     &mut self.actions,
                 )
             }

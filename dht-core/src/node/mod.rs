@@ -30,6 +30,7 @@ mod addresses;
 mod backoff;
 mod commands;
 mod discovery;
+mod diversity;
 mod events;
 mod execute;
 mod joining;
@@ -53,7 +54,7 @@ use std::{
 use futures::{FutureExt, StreamExt, channel::mpsc};
 use futures_timer::Delay;
 use libp2p::{
-    Multiaddr, PeerId, Swarm,
+    Multiaddr, PeerId, StreamProtocol, Swarm,
     core::transport::ListenerId,
     request_response::OutboundRequestId,
     swarm::{ConnectionId, SwarmEvent},
@@ -64,6 +65,7 @@ use self::{
     action::{Actions, Purpose},
     addresses::Addresses,
     discovery::Discovery,
+    diversity::Diversity,
     joining::Joining,
     links::Links,
     membership::Membership,
@@ -94,6 +96,7 @@ pub struct Node {
     discovery: Discovery,
     links: Links,
     addresses: Addresses,
+    diversity: Diversity,
     subscribers: Subscribers,
     actions: Actions,
     in_flight: InFlight,
@@ -108,6 +111,7 @@ struct Settings {
     local: PeerId,
     role: RoleKind,
     k: NonZeroUsize,
+    kad_protocol: StreamProtocol,
     advertise_listen_addresses: bool,
     started: Instant,
 }
@@ -179,6 +183,7 @@ impl Node {
                 local,
                 role: role.kind(),
                 k: config.replication_factor,
+                kad_protocol: config.kad_protocol.clone(),
                 advertise_listen_addresses: config.advertise_listen_addresses,
                 started: now,
             },
@@ -197,6 +202,10 @@ impl Node {
                 now,
             ),
             addresses: Addresses::new(config.kad_protocol.clone(), config.max_addresses_per_peer),
+            diversity: Diversity::new(
+                config.routing_diversity.per_bucket,
+                config.routing_diversity.per_table,
+            ),
             subscribers: Subscribers::new(config.event_buffer),
             actions,
             in_flight: InFlight::default(),

@@ -48,6 +48,25 @@ pub(crate) fn routing_table_size(kad: &mut kad::Behaviour<Store>) -> usize {
     kad.kbuckets().map(|b| b.num_entries()).sum()
 }
 
+/// Every routing-table entry with the index of its bucket.
+pub(crate) fn table_entries(kad: &mut kad::Behaviour<Store>) -> Vec<(PeerId, u32)> {
+    kad.kbuckets()
+        .flat_map(|bucket| {
+            let index = bucket.range().0.ilog2().unwrap_or(0);
+            bucket
+                .iter()
+                .map(move |entry| (*entry.node.key.preimage(), index))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The index of the bucket `peer` falls in (none for this node itself).
+pub(crate) fn bucket_of(kad: &mut kad::Behaviour<Store>, peer: &PeerId) -> Option<u32> {
+    kad.kbucket(*peer)
+        .map(|bucket| bucket.range().0.ilog2().unwrap_or(0))
+}
+
 /// The addresses the routing table holds for `peer` (Kademlia keeps them
 /// with `/p2p/<peer>`).
 pub(crate) fn routing_addresses(kad: &mut kad::Behaviour<Store>, peer: &PeerId) -> Vec<Multiaddr> {

@@ -168,8 +168,11 @@ impl Output {
         match answer {
             Answer::Record(found) => raw(&found.value),
             Answer::Stored(stored) => line(&format!(
-                "stored {} ({} requests, {} ms)",
+                "stored {} ({}{} requests, {} ms)",
                 display_key(&stored.key),
+                stored
+                    .seq
+                    .map_or_else(String::new, |seq| format!("version {seq}, ")),
                 stored.stats.requests,
                 stored.stats.duration.unwrap_or_default().as_millis()
             )),

@@ -77,7 +77,7 @@ struct HeldProvider {
 ///
 /// Kademlia stores inbound writes here directly, and acknowledges only
 /// those this store accepts; the sender of each is set by
-/// [`crate::behaviour::Kademlia`] for the duration of the write
+/// [`crate::kademlia::Kademlia`] for the duration of the write
 /// ([`Store::set_source`]).
 #[derive(Debug)]
 pub struct Store {

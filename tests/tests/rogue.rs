@@ -13,7 +13,7 @@ use dht_core::{
         multiaddr::Protocol,
     },
     record::{Quota, StoreLimits, immutable_key, sign_mutable},
-    testnet::{Rogue, Testnet},
+    testnet::{Rogue, Testnet, xor_closest},
 };
 use dht_tests::{eventually, network, pool, run, sleep};
 use futures::{FutureExt, StreamExt, future::join_all};
@@ -120,7 +120,7 @@ fn nobody_but_the_owner_can_overwrite_a_record() {
 }
 
 /// Regression: a node took the TTL of whoever sent a record last, so a
-/// replay with a 1-second TTL deleted it everywhere.
+/// replay with a 2-second TTL deleted it everywhere.
 #[test]
 fn a_replay_with_a_short_life_cannot_shorten_a_record() {
     let pool = pool();
@@ -131,10 +131,11 @@ fn a_replay_with_a_short_life_cannot_shorten_a_record() {
             rogue.received(&key)
         })
         .await;
-        copy.expires = Some(std::time::Instant::now() + Duration::from_secs(1));
-        // A valid copy is accepted (it is one), but it does not shorten anything.
+        // A TTL of 2 s on the wire (whole seconds; under 1 s would be sent as
+        // none). A valid copy is accepted (it is one), but it shortens nothing.
+        copy.expires = Some(std::time::Instant::now() + Duration::from_millis(2900));
         rogue.send(copy, &honest(&net)).await;
-        sleep(Duration::from_millis(2500)).await;
+        sleep(Duration::from_millis(3500)).await;
         for node in net.nodes() {
             let records = node.handle.records().await.expect("running");
             let record = records
@@ -183,14 +184,28 @@ fn an_old_version_replayed_is_refused() {
 }
 
 /// Regression: a read returned the first copy any peer sent, whatever its
-/// key or signature.
+/// key or signature (on the old code a reader that held no copy took the
+/// rogue's lie 9 times in 10).
 #[test]
 fn forged_and_misdirected_answers_are_discarded_and_counted() {
     let pool = pool();
     run(Duration::from_secs(120), "lying answers", async {
-        let (net, rogue) = honest_network_with_a_rogue(&pool, Config::builder).await;
-        let key = write_profile(&net, "true").await;
-        let reader = &net.nodes()[3].handle;
+        // With k = 2, records live at two nodes and a reader that holds no
+        // copy must ask; keys are chosen so the rogue is the closest peer.
+        let config = || Config::builder().replication_factor(2);
+        let (net, rogue) = honest_network_with_a_rogue(&pool, config).await;
+        let ids: Vec<PeerId> = net.addresses().into_iter().map(|(peer, _)| peer).collect();
+        let nearest_is_rogue = |key: &[u8]| {
+            let everyone = ids.iter().copied().chain([rogue.peer_id]);
+            xor_closest(key, everyone, 1) == vec![rogue.peer_id]
+        };
+        let writer = &net.nodes()[1];
+        let write = (0..)
+            .map(|i| Write::mutable(&writer.keypair, format!("profile-{i}"), "true"))
+            .find(|w| nearest_is_rogue(&w.key().expect("a valid name")))
+            .expect("some name is nearest to the rogue");
+        let key = writer.handle.put(write).await.expect("stored").key;
+        let reader = non_holder(&net, &key).await;
 
         // A tampered copy of the real record, then a valid record of the
         // rogue's own under another key.
@@ -215,26 +230,36 @@ fn forged_and_misdirected_answers_are_discarded_and_counted() {
         assert_eq!(report.forgeries_discarded, discarded as u64);
 
         // An immutable record answered with other content.
+        let content = (0..)
+            .map(|i| format!("the content {i}"))
+            .find(|c| nearest_is_rogue(&immutable_key(c.as_bytes())))
+            .expect("some content is nearest to the rogue");
         let blob = net.nodes()[2]
             .handle
-            .put(Write::immutable("the content"))
+            .put(Write::immutable(content.clone()))
             .await
             .expect("stored");
-        assert_eq!(blob.key, immutable_key(b"the content"));
         rogue.answer_with(
             &blob.key,
             Record::new(RecordKey::new(&blob.key), b"other".to_vec()),
         );
-        for node in net.nodes() {
-            let read = node
-                .handle
-                .get_record(blob.key.clone())
-                .await
-                .expect("found");
-            assert_eq!(read.value, b"the content");
+        let reader = non_holder(&net, &blob.key).await;
+        for _ in 0..5 {
+            let read = reader.get_record(blob.key.clone()).await.expect("found");
+            assert_eq!(read.value, content.as_bytes());
         }
         net.shutdown().await;
     });
+}
+
+/// A node that holds no copy of `key`.
+async fn non_holder(net: &Testnet, key: &[u8]) -> NodeHandle {
+    for node in net.nodes() {
+        if held(&node.handle, key).await.is_none() {
+            return node.handle.clone();
+        }
+    }
+    panic!("every node holds the record");
 }
 
 /// Regression: one peer could fill every record slot of a node.

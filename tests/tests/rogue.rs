@@ -6,7 +6,8 @@
 use std::{collections::HashSet, num::NonZeroUsize, time::Duration};
 
 use dht_core::{
-    Config, ConfigBuilder, ConnectionLimits, Event, NodeHandle, Quorum, Role, Write,
+    Config, ConfigBuilder, ConnectionLimits, Event, Namespace, NodeHandle, PeerAddresses, Quorum,
+    Role, Write,
     libp2p::{
         Multiaddr, PeerId,
         kad::{Record, RecordKey},
@@ -424,6 +425,55 @@ fn peers_cannot_hold_more_connections_open_than_their_share() {
             2,
             "one client keeps the only slot; the other two are let go when idle"
         );
+        net.shutdown().await;
+    });
+}
+
+/// Regression: a holder could answer a members request with made-up members
+/// and the dialer dialed every one of them, every round. Now it starts a
+/// bounded number of new links per round (16 by default).
+#[test]
+fn a_flood_of_fake_members_is_dialed_a_few_at_a_time() {
+    let pool = pool();
+    run(Duration::from_secs(120), "fake-member flood", async {
+        let (mut net, rogue) = honest_network_with_a_rogue(&pool, Config::builder).await;
+        // 64 made-up members, each "at" an address where the rogue counts
+        // every connection and answers none.
+        let fakes: Vec<Multiaddr> = (0..64u64)
+            .map(|i| {
+                format!("/memory/{}", 8_000_000 + i)
+                    .parse()
+                    .expect("a multiaddr")
+            })
+            .collect();
+        rogue
+            .sink(&fakes, &net.spawner())
+            .expect("the sink listens");
+        rogue.answer_members_with(
+            fakes
+                .iter()
+                .cloned()
+                .map(|address| PeerAddresses {
+                    peer_id: PeerId::random(),
+                    addresses: vec![address],
+                })
+                .collect(),
+        );
+        let chat = Namespace::new("chat").expect("a namespace");
+        net.spawn(
+            Config::builder().discover_interval(Duration::from_secs(60)),
+            Role::Dialer { namespace: chat },
+        )
+        .await
+        .expect("the dialer joins");
+        // One discovery round; the fakes fail their handshakes and wait a
+        // full interval before they are tried again.
+        eventually(PATIENCE, "the dialer tries the first fakes", || async {
+            (rogue.connections_at(&fakes) >= 16).then_some(())
+        })
+        .await;
+        sleep(Duration::from_secs(3)).await;
+        assert_eq!(rogue.connections_at(&fakes), 16, "16 new links per round");
         net.shutdown().await;
     });
 }

@@ -140,6 +140,11 @@ impl Testnet {
             .collect()
     }
 
+    /// The executor the network runs on.
+    pub fn spawner(&self) -> Spawner {
+        self.spawner.clone()
+    }
+
     /// Starts a [`Rogue`] with the DHT settings of `config`, connected to
     /// every node.
     pub async fn rogue(&self, config: &Config) -> Result<Rogue, TestnetError> {

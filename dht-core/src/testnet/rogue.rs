@@ -4,9 +4,11 @@
 //! take it for a DHT server) over the test network's memory transport. It
 //! answers every record request with what the test told it to, sends any
 //! record it is handed to any peer with any lifetime, registers in
-//! namespaces with addresses of its choosing, and listens on as many
+//! namespaces with addresses of its choosing, answers every namespace
+//! members request with the members a test made up, and listens on as many
 //! addresses as asked (announcing each through identify). It keeps what
-//! honest peers send it, so a test can replay it. It checks nothing.
+//! honest peers send it, so a test can replay it, and counts the
+//! connections peers open to each of its addresses. It checks nothing.
 
 use std::{
     borrow::Cow,
@@ -22,18 +24,25 @@ use futures::{
 };
 use libp2p::{
     Multiaddr, PeerId, Swarm, Transport,
-    core::{transport::MemoryTransport, upgrade::Version},
+    core::{
+        transport::{ListenerId, MemoryTransport, TransportEvent},
+        upgrade::Version,
+    },
     identify,
     identity::Keypair,
     kad::{self, ProviderRecord, Record, RecordKey, store::RecordStore},
     multiaddr::Protocol,
-    noise,
+    noise, request_response,
     swarm::{self, NetworkBehaviour, SwarmEvent},
     yamux,
 };
 
 use super::{Spawner, TestnetError, memory_port};
-use crate::config::{Config, IDENTIFY_PROTOCOL_VERSION};
+use crate::{
+    config::{Config, IDENTIFY_PROTOCOL_VERSION},
+    handle::PeerAddresses,
+    namespace::{NAMESPACE_PROTOCOL, NamespaceCodec, NamespaceRequest, NamespaceResponse},
+};
 
 /// What the rogue answers and what it was sent, shared between its task and
 /// the test.
@@ -45,6 +54,10 @@ struct Book {
     received: HashMap<RecordKey, Record>,
     providers: HashMap<RecordKey, Vec<ProviderRecord>>,
     provided: Vec<ProviderRecord>,
+    /// The members to answer every namespace members request with.
+    members: Vec<PeerAddresses>,
+    /// Connections peers opened to the rogue, by the address they dialed.
+    incoming: HashMap<Multiaddr, usize>,
 }
 
 /// A record store that answers with lies and keeps what it is sent.
@@ -114,6 +127,7 @@ impl RecordStore for LyingStore {
 struct RogueBehaviour {
     kad: kad::Behaviour<LyingStore>,
     identify: identify::Behaviour,
+    namespace: request_response::Behaviour<NamespaceCodec>,
 }
 
 type Reply<T> = oneshot::Sender<T>;
@@ -169,7 +183,7 @@ impl Rogue {
                 .map_err(|e| TestnetError::Transport(e.to_string()))?;
         }
         let (commands, receiver) = mpsc::channel(64);
-        spawner(run(swarm, receiver).boxed());
+        spawner(run(swarm, receiver, store.clone()).boxed());
         Ok(Self {
             peer_id,
             keypair,
@@ -181,6 +195,47 @@ impl Rogue {
     /// Answers every request for `key` with `lie`, whatever its key says.
     pub fn answer_with(&self, key: &[u8], lie: Record) {
         self.store.book().lies.insert(RecordKey::new(&key), lie);
+    }
+
+    /// Answers every namespace members request with `members`.
+    pub fn answer_members_with(&self, members: Vec<PeerAddresses>) {
+        self.store.book().members = members;
+    }
+
+    /// Listens on `addresses` with a bare transport that counts every
+    /// connection and answers none: addresses for made-up peers, to see
+    /// who dials them (the rogue does not announce them).
+    pub fn sink(&self, addresses: &[Multiaddr], spawner: &Spawner) -> Result<(), TestnetError> {
+        let mut transport = MemoryTransport::default();
+        for address in addresses {
+            transport
+                .listen_on(ListenerId::next(), address.clone())
+                .map_err(|e| TestnetError::Transport(e.to_string()))?;
+        }
+        let store = self.store.clone();
+        spawner(
+            async move {
+                let mut transport = std::pin::pin!(transport);
+                loop {
+                    let event = futures::future::poll_fn(|cx| transport.as_mut().poll(cx)).await;
+                    if let TransportEvent::Incoming { local_addr, .. } = event {
+                        *store.book().incoming.entry(local_addr).or_default() += 1;
+                    }
+                }
+            }
+            .boxed(),
+        );
+        Ok(())
+    }
+
+    /// Connections peers have opened to the rogue so far at any of
+    /// `addresses`.
+    pub fn connections_at(&self, addresses: &[Multiaddr]) -> usize {
+        let book = self.store.book();
+        addresses
+            .iter()
+            .filter_map(|address| book.incoming.get(address))
+            .sum()
     }
 
     /// The record an honest peer stored at the rogue under `key`.
@@ -252,11 +307,20 @@ fn rogue_swarm(
         identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_owned(), keypair.public())
             .with_push_listen_addr_updates(true),
     );
+    let namespace = request_response::Behaviour::with_codec(
+        NamespaceCodec,
+        [(NAMESPACE_PROTOCOL, request_response::ProtocolSupport::Full)],
+        request_response::Config::default(),
+    );
     let swarm_config = swarm::Config::with_executor(move |task| spawner(task))
         .with_idle_connection_timeout(Duration::from_secs(60));
     Ok(Swarm::new(
         transport,
-        RogueBehaviour { kad, identify },
+        RogueBehaviour {
+            kad,
+            identify,
+            namespace,
+        },
         peer_id,
         swarm_config,
     ))
@@ -271,6 +335,7 @@ struct Sending {
 fn run(
     mut swarm: Swarm<RogueBehaviour>,
     mut commands: mpsc::Receiver<Command>,
+    store: LyingStore,
 ) -> BoxFuture<'static, ()> {
     async move {
         let mut sending: HashMap<kad::QueryId, Sending> = HashMap::new();
@@ -310,31 +375,46 @@ fn run(
                         let _ = reply.send(());
                     }
                 },
-                event = swarm.select_next_some() => {
-                    if let SwarmEvent::Behaviour(RogueBehaviourEvent::Kad(
-                        kad::Event::OutboundQueryProgressed { id, result, step, .. },
-                    )) = event
-                    {
-                        match result {
-                            kad::QueryResult::PutRecord(result) if step.last => {
-                                if let Some(waiting) = sending.remove(&id) {
-                                    let acked = match result {
-                                        // The quorum was every peer it was sent to.
-                                        Ok(_) => waiting.to,
-                                        Err(kad::PutRecordError::QuorumFailed { success, .. })
-                                        | Err(kad::PutRecordError::Timeout { success, .. }) => success,
-                                    };
-                                    let _ = waiting.reply.send(acked);
-                                }
-                            }
-                            kad::QueryResult::StartProviding(_) => {
-                                if let Some(reply) = registering.remove(&id) {
-                                    let _ = reply.send(());
-                                }
-                            }
-                            _ => {}
-                        }
+                event = swarm.select_next_some() => match event {
+                    SwarmEvent::IncomingConnection { local_addr, .. } => {
+                        *store.book().incoming.entry(local_addr).or_default() += 1;
                     }
+                    SwarmEvent::Behaviour(RogueBehaviourEvent::Namespace(
+                        request_response::Event::Message {
+                            message: request_response::Message::Request { request, channel, .. },
+                            ..
+                        },
+                    )) => {
+                        let answer = match request {
+                            NamespaceRequest::Members { .. } => {
+                                NamespaceResponse::Members(store.book().members.clone())
+                            }
+                            NamespaceRequest::Hello(_) => NamespaceResponse::NotRegistered,
+                        };
+                        let _ = swarm.behaviour_mut().namespace.send_response(channel, answer);
+                    }
+                    SwarmEvent::Behaviour(RogueBehaviourEvent::Kad(
+                        kad::Event::OutboundQueryProgressed { id, result, step, .. },
+                    )) => match result {
+                        kad::QueryResult::PutRecord(result) if step.last => {
+                            if let Some(waiting) = sending.remove(&id) {
+                                let acked = match result {
+                                    // The quorum was every peer it was sent to.
+                                    Ok(_) => waiting.to,
+                                    Err(kad::PutRecordError::QuorumFailed { success, .. })
+                                    | Err(kad::PutRecordError::Timeout { success, .. }) => success,
+                                };
+                                let _ = waiting.reply.send(acked);
+                            }
+                        }
+                        kad::QueryResult::StartProviding(_) => {
+                            if let Some(reply) = registering.remove(&id) {
+                                let _ = reply.send(());
+                            }
+                        }
+                        _ => {}
+                    },
+                    _ => {}
                 }
             }
         }

@@ -235,6 +235,44 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 
+    /// A key file cut short anywhere (a full disk, a kill mid-write by some
+    /// other tool) is a clear error, never a panic or a different identity.
+    #[test]
+    fn a_truncated_key_is_an_error_at_every_length() {
+        let dir = temp_dir("truncated");
+        let path = dir.join("identity.key");
+        let (key, _) = load_or_create(&path).unwrap();
+        let whole = fs::read(&path).unwrap();
+        for len in 0..whole.len() {
+            fs::write(&path, &whole[..len]).unwrap();
+            assert!(
+                matches!(load_or_create(&path), Err(IdentityError::Corrupt { .. })),
+                "{len} bytes"
+            );
+            assert_eq!(fs::read(&path).unwrap(), &whole[..len], "left alone");
+        }
+        fs::write(&path, &whole).unwrap();
+        let (again, created) = load_or_create(&path).unwrap();
+        assert!(!created);
+        assert_eq!(again.public(), key.public());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+        #[test]
+        fn any_bytes_on_disk_load_or_fail_cleanly(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120)) {
+            let dir = temp_dir("random");
+            fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("identity.key");
+            fs::write(&path, &bytes).unwrap();
+            let loaded = load_or_create(&path);
+            let clean = matches!(loaded, Ok((_, false)) | Err(IdentityError::Corrupt { .. }));
+            proptest::prop_assert!(clean, "{:?}", loaded.err());
+            fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
     #[test]
     fn a_corrupt_key_is_an_error_and_is_left_alone() {
         let dir = temp_dir("corrupt");

@@ -254,16 +254,23 @@ impl Store {
                 });
             }
         }
-        if let Some(source) = &self.source {
-            let released = self
-                .records
-                .get(&record.key)
-                .filter(|held| held.source.as_ref() == Some(source))
-                .map(Held::charge);
+        if let Some(source) = self.source {
             let charge = Charge::Record {
                 bytes: weight(record),
             };
-            self.quotas.check(source, charge, released)?;
+            let within_share = |store: &Self| {
+                let released = store
+                    .records
+                    .get(&record.key)
+                    .filter(|held| held.source == Some(source))
+                    .map(Held::charge);
+                store.quotas.check(&source, charge, released)
+            };
+            if within_share(self).is_err() {
+                // Records that expired still count until pruned.
+                self.prune_records(now);
+                within_share(self)?;
+            }
         }
         Ok(Admission::New)
     }
@@ -341,6 +348,14 @@ impl Store {
         }
         let source = self.source;
         if !known && let Some(source) = &source {
+            if self
+                .quotas
+                .check(source, Charge::Registration, None)
+                .is_err()
+            {
+                // Registrations that expired still count until pruned.
+                self.prune_expired(now);
+            }
             self.quotas.check(source, Charge::Registration, None)?;
         }
         if record.provider == self.local {

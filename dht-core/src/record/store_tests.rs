@@ -379,3 +379,24 @@ fn inbound_writes_are_reported_and_own_writes_are_not() {
     assert!(matches!(&outcomes[2], Event::RegistrationStored { peer, .. } if *peer == member));
     assert_eq!(store.record_count(), 2);
 }
+
+#[test]
+fn expired_records_give_their_share_back() {
+    let limits = StoreLimits {
+        per_peer: Quota {
+            records: 1,
+            ..StoreLimits::default().per_peer
+        },
+        ..StoreLimits::default()
+    };
+    let mut store = Store::new(PeerId::random(), limits);
+    store.set_source(from_peer(PeerId::random(), "/ip4/203.0.113.5/tcp/1"));
+    let past = Instant::now() - Duration::from_secs(1);
+    store.insert(immutable("old", Some(past))).unwrap();
+    // Its only record has expired: the peer may store another.
+    store.insert(immutable("new", None)).unwrap();
+    assert!(matches!(
+        store.insert(immutable("more", None)),
+        Err(StoreError::SourceQuota { .. })
+    ));
+}

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Builds the browser node into www/pkg: wasm-node with the size-tuned
-# wasm-release profile, wasm-bindgen for ES modules, then the system's
-# wasm-opt when present. Prints the sizes.
+# wasm-release profile, wasm-bindgen for ES modules, then the gzip and
+# brotli twins the bootstrap's HTTP server sends to browsers that accept
+# them. Prints the sizes.
+#
+# No wasm-opt: Debian's binaryen (-Oz) makes the raw file 12 % smaller but
+# the gzip and brotli files, which are what a browser downloads, 5 % larger
+# (BENCHMARKS.md, "The browser module").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,15 +18,11 @@ rm -rf "$out"
 wasm-bindgen --target web --out-dir "$out" "$target_dir/wasm32-unknown-unknown/wasm-release/wasm_node.wasm"
 
 wasm="$out/wasm_node_bg.wasm"
-if command -v wasm-opt >/dev/null 2>&1; then
-  # Debian's binaryen is old: name the features rustc's output uses.
-  wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-    --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    "$wasm" -o "$wasm.opt"
-  mv "$wasm.opt" "$wasm"
-fi
-# The bootstrap's HTTP server sends these to browsers that accept gzip.
-gzip -9 -k -f "$wasm" "$out/wasm_node.js"
+for file in "$wasm" "$out/wasm_node.js"; do
+  gzip -9 -k -f "$file"
+  brotli -q 11 -w 24 -k -f "$file"
+done
 raw=$(stat -c %s "$wasm")
 gz=$(stat -c %s "$wasm.gz")
-echo "www/pkg: wasm_node_bg.wasm $raw bytes raw, $gz bytes gzip -9"
+br=$(stat -c %s "$wasm.br")
+echo "www/pkg: wasm_node_bg.wasm $raw bytes raw, $gz bytes gzip -9, $br bytes brotli -q 11"

@@ -35,8 +35,8 @@ setup_build() {
     echo "setup: installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes)"
     cargo install --locked --force wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
   fi
-  # wasm-opt shrinks the browser build; Debian's binaryen is used, never a download.
-  have wasm-opt || apt_install binaryen
+  # The browser build's brotli twin (scripts/build-wasm.sh); Debian's brotli.
+  have brotli || apt_install brotli
 }
 
 setup_test() {

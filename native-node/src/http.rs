@@ -141,6 +141,7 @@ pub(crate) async fn bind(
 
 fn router(site: Site) -> Router {
     let files = ServeDir::new(&site.root)
+        .precompressed_br()
         .precompressed_gzip()
         .append_index_html_on_directories(true);
     let api = Router::new()

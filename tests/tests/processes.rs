@@ -507,6 +507,7 @@ fn the_bootstrap_serves_the_page_and_its_browser_addresses() {
     std::fs::write(dir.join("secret.txt"), "not served").expect("write");
     std::fs::write(www.join("app.js"), "plain").expect("write");
     std::fs::write(www.join("app.js.gz"), "compressed twin").expect("write");
+    std::fs::write(www.join("app.js.br"), "brotli twin").expect("write");
     let key = dir.join("bootstrap.key");
     let mut boot = NodeProcess::start(
         "bootstrap",
@@ -556,8 +557,15 @@ fn the_bootstrap_serves_the_page_and_its_browser_addresses() {
     for escape in ["/../secret.txt", "/%2e%2e/secret.txt", "/missing.html"] {
         assert_eq!(http_get(&url, escape).0, 404, "{escape}");
     }
-    // The build's gzip twin goes to clients that accept gzip, and only to them.
+    // The build's brotli and gzip twins go to clients that accept them, and
+    // only to them.
     let (status, head, body) = http_get_with(&url, "/app.js", "accept-encoding: br, gzip\r\n");
+    assert_eq!((status, body.as_str()), (200, "brotli twin"));
+    assert!(
+        head.contains("content-encoding: br") && head.contains("text/javascript"),
+        "{head}"
+    );
+    let (status, head, body) = http_get_with(&url, "/app.js", "accept-encoding: gzip, deflate\r\n");
     assert_eq!((status, body.as_str()), (200, "compressed twin"));
     assert!(
         head.contains("content-encoding: gzip") && head.contains("text/javascript"),

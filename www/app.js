@@ -15,9 +15,13 @@ function setState(state, detail = "") {
   $("state-detail").textContent = detail;
 }
 
+// Each joining step, and when it was first reached (ms after navigation
+// started), so that the time to "joined" can be taken apart.
 function step(name) {
   const item = document.querySelector(`[data-step="${name}"]`);
   if (item) item.classList.add("done");
+  window.nsDht.timings.steps ??= {};
+  window.nsDht.timings.steps[name] ??= Math.round(performance.now());
 }
 
 function short(peerId) {
@@ -217,11 +221,14 @@ async function main() {
   wireForms();
   setState("loading", "loading the node");
   try {
+    // The bootstrap's addresses are fetched while the module compiles.
+    const configured = fetch("/config.json").then((response) => {
+      if (!response.ok) throw new Error(`/config.json answered ${response.status}`);
+      return response.json();
+    });
     await init();
     step("wasm");
-    const response = await fetch("/config.json");
-    if (!response.ok) throw new Error(`/config.json answered ${response.status}`);
-    const config = await response.json();
+    const config = await configured;
     step("config");
     setState("joining", `through ${short(config.peerId)}`);
     const options = { bootstrap: config.addresses, ephemeral: params.has("ephemeral") };

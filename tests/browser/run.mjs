@@ -185,6 +185,7 @@ async function main() {
 
       const timings = await page.evaluate(() => window.nsDht.timings);
       console.log(`page over ${transport}: joined ${timings.joinedMs.toFixed(0)} ms after navigation, first get answered ${timings.firstGetMs.toFixed(0)} ms after navigation`);
+      console.log(`  steps (ms after navigation): ${JSON.stringify(timings.steps)}`);
       await page.screenshot({ path: join(artifacts, `page-${transport}.png`), fullPage: true });
 
       const check = nativeClient(["--bootstrap", tcp, "get", key]);

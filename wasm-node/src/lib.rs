@@ -482,7 +482,7 @@ impl DhtNode {
         )
     }
 
-    /// The records this tab holds: `[{ key, value, publisher, expiresInMs }]`.
+    /// The records this tab holds: `[{ key, value, owner, seq, forOthers, expiresInMs }]`.
     pub fn records(&self) -> Promise {
         let handle = self.handle.clone();
         future_to_promise(async move { to_js(&handle.records().await.map_err(|e| js_error(&e))?) })

@@ -8,31 +8,26 @@ use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(40);
 
-/// Regression: one address with throwaway peer ids could take every
-/// connection slot of a bootstrap. Now it gets its share, and a peer from
-/// another address still joins.
-#[test]
-fn a_flood_from_one_address_leaves_room_for_others() {
-    let dir = temp_dir("flood");
-    let key = dir.join("bootstrap.key");
-    let mut boot = NodeProcess::start(
+/// A bootstrap on 127.0.0.1 and ::1 that counts loopback peers like remote
+/// ones (`--limit-loopback`) and reports every second, with `extra`
+/// options; returns it with its TCP address on each.
+fn loopback_bootstrap(name: &str, extra: &[&str]) -> (NodeProcess, String, String) {
+    let key = temp_dir(name).join("bootstrap.key");
+    let mut args = vec![
         "bootstrap",
-        &[
-            "bootstrap",
-            "--key-file",
-            key.to_str().expect("utf-8"),
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--listen",
-            "/ip6/::1/tcp/0",
-            "--no-http",
-            "--report-interval",
-            "1s",
-            "--max-connections-per-ip",
-            "3",
-            "--limit-loopback",
-        ],
-    );
+        "--key-file",
+        key.to_str().expect("utf-8"),
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--listen",
+        "/ip6/::1/tcp/0",
+        "--no-http",
+        "--report-interval",
+        "1s",
+        "--limit-loopback",
+    ];
+    args.extend_from_slice(extra);
+    let mut boot = NodeProcess::start("bootstrap", &args);
     let started = boot.started();
     let find = |prefix: &str| {
         started
@@ -42,9 +37,18 @@ fn a_flood_from_one_address_leaves_room_for_others() {
             .unwrap_or_else(|| panic!("no {prefix} address in {:?}", started.addresses))
             .clone()
     };
-    let address = find("/ip4/127.0.0.1/tcp/");
-    // Another address of this host: the bootstrap's IPv6 loopback one.
-    let other = find("/ip6/::1/tcp/");
+    let (v4, v6) = (find("/ip4/127.0.0.1/tcp/"), find("/ip6/::1/tcp/"));
+    (boot, v4, v6)
+}
+
+/// Regression: one address with throwaway peer ids could take every
+/// connection slot of a bootstrap. Now it gets its share, and a peer from
+/// another address still joins.
+#[test]
+fn a_flood_from_one_address_leaves_room_for_others() {
+    // 127.0.0.1 is the flooding address; ::1 another address of this host.
+    let (mut boot, address, other) =
+        loopback_bootstrap("flood", &["--max-connections-per-ip", "3"]);
     // Five peers from 127.0.0.1, each keeping its connection open.
     let _flood: Vec<NodeProcess> = (0..5)
         .map(|i| {
@@ -113,36 +117,8 @@ fn a_flood_from_one_address_leaves_room_for_others() {
 /// entries, and a peer from another subnet still gets in.
 #[test]
 fn one_subnet_gets_only_a_few_routing_entries() {
-    let dir = temp_dir("diversity");
-    let key = dir.join("bootstrap.key");
-    let mut boot = NodeProcess::start(
-        "bootstrap",
-        &[
-            "bootstrap",
-            "--key-file",
-            key.to_str().expect("utf-8"),
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--listen",
-            "/ip6/::1/tcp/0",
-            "--no-http",
-            "--report-interval",
-            "1s",
-            "--limit-loopback",
-            "--max-routing-peers-per-subnet",
-            "2",
-        ],
-    );
-    let started = boot.started();
-    let find = |prefix: &str| {
-        started
-            .addresses
-            .iter()
-            .find(|a| a.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {prefix} address in {:?}", started.addresses))
-            .clone()
-    };
-    let (v4, v6) = (find("/ip4/127.0.0.1/tcp/"), find("/ip6/::1/tcp/"));
+    let (mut boot, v4, v6) =
+        loopback_bootstrap("diversity", &["--max-routing-peers-per-subnet", "2"]);
     // Four DHT servers from 127.0.0.0/24, and one from ::1 (another subnet).
     let peers = (0..4)
         .map(|_| (&v4, "/ip4/127.0.0.1/tcp/0"))

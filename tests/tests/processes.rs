@@ -340,8 +340,8 @@ fn the_client_helper_puts_and_gets_for_scripts() {
     // later run can write a new version.
     let writer_key = dir.join("writer.key");
     let writer_key = writer_key.to_str().expect("utf-8");
-    let put = |value: &str| {
-        let (status, stdout, stderr) = run_once(&[
+    let put = |json: bool, value: &str| {
+        let args = [
             "client",
             "--bootstrap",
             &address,
@@ -350,24 +350,15 @@ fn the_client_helper_puts_and_gets_for_scripts() {
             "put",
             "greeting",
             value,
-        ]);
+        ];
+        let args: Vec<&str> = json.then_some("--json").into_iter().chain(args).collect();
+        let (status, stdout, stderr) = run_once(&args);
         assert!(status.success(), "{stderr}");
-        assert!(stdout.starts_with("stored /ns-dht/m/"), "{stdout}");
         stdout
     };
-    put("hello");
-    let (_, stdout, _) = run_once(&[
-        "--json",
-        "client",
-        "--bootstrap",
-        &address,
-        "--key-file",
-        writer_key,
-        "put",
-        "greeting",
-        "hello again",
-    ]);
-    let key = stored_key(&stdout);
+    let text = put(false, "hello");
+    assert!(text.starts_with("stored /ns-dht/m/"), "{text}");
+    let key = stored_key(&put(true, "hello again"));
     assert!(key.ends_with("/greeting"), "{key}");
 
     let (status, stdout, stderr) = run_once(&["client", "--bootstrap", &address, "get", &key]);

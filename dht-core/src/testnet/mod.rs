@@ -36,7 +36,11 @@ use std::{
 use futures::future::BoxFuture;
 use libp2p::{
     Multiaddr, PeerId, Swarm, Transport,
-    core::{transport::MemoryTransport, upgrade::Version},
+    core::{
+        muxing::StreamMuxerBox,
+        transport::{Boxed, MemoryTransport},
+        upgrade::Version,
+    },
     identity::Keypair,
     kad::KBucketKey,
     multiaddr::Protocol,
@@ -237,19 +241,27 @@ pub fn memory_port(peer: &PeerId) -> u64 {
     hasher.finish() | 1
 }
 
-/// A swarm over `MemoryTransport` secured with noise and multiplexed with
-/// yamux, running connection tasks on `spawner`.
+/// `MemoryTransport` secured with noise and multiplexed with yamux, as
+/// production secures its transports.
+pub fn memory_transport(
+    keypair: &Keypair,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, TestnetError> {
+    let noise = noise::Config::new(keypair).map_err(|e| TestnetError::Transport(e.to_string()))?;
+    Ok(MemoryTransport::default()
+        .upgrade(Version::V1)
+        .authenticate(noise)
+        .multiplex(yamux::Config::default())
+        .boxed())
+}
+
+/// A swarm over [`memory_transport`], running connection tasks on
+/// `spawner`.
 pub fn memory_swarm(
     keypair: &Keypair,
     config: &Config,
     spawner: Spawner,
 ) -> Result<Swarm<Behaviour>, TestnetError> {
-    let noise = noise::Config::new(keypair).map_err(|e| TestnetError::Transport(e.to_string()))?;
-    let transport = MemoryTransport::default()
-        .upgrade(Version::V1)
-        .authenticate(noise)
-        .multiplex(yamux::Config::default())
-        .boxed();
+    let transport = memory_transport(keypair)?;
     let swarm_config = config.swarm_config(swarm::Config::with_executor(move |task| spawner(task)));
     Ok(Swarm::new(
         transport,

@@ -24,20 +24,16 @@ use futures::{
 };
 use libp2p::{
     Multiaddr, PeerId, Swarm, Transport,
-    core::{
-        transport::{ListenerId, MemoryTransport, TransportEvent},
-        upgrade::Version,
-    },
+    core::transport::{ListenerId, MemoryTransport, TransportEvent},
     identify,
     identity::Keypair,
     kad::{self, ProviderRecord, Record, RecordKey, store::RecordStore},
     multiaddr::Protocol,
-    noise, request_response,
+    request_response,
     swarm::{self, NetworkBehaviour, SwarmEvent},
-    yamux,
 };
 
-use super::{Spawner, TestnetError, memory_port};
+use super::{Spawner, TestnetError, memory_port, memory_transport};
 use crate::{
     config::{Config, IDENTIFY_PROTOCOL_VERSION},
     handle::PeerAddresses,
@@ -292,12 +288,7 @@ fn rogue_swarm(
     store: LyingStore,
     spawner: Spawner,
 ) -> Result<Swarm<RogueBehaviour>, TestnetError> {
-    let noise = noise::Config::new(keypair).map_err(|e| TestnetError::Transport(e.to_string()))?;
-    let transport = MemoryTransport::default()
-        .upgrade(Version::V1)
-        .authenticate(noise)
-        .multiplex(yamux::Config::default())
-        .boxed();
+    let transport = memory_transport(keypair)?;
     let peer_id = keypair.public().to_peer_id();
     let mut kad_config = kad::Config::new(config.kad_protocol.clone());
     kad_config.set_record_ttl(None);

@@ -7,8 +7,8 @@ use libp2p::{
     StreamProtocol, connection_limits, identify,
     identity::Keypair,
     kad::{self, BucketInserts, Caching, StoreInserts},
-    ping, request_response,
-    swarm::NetworkBehaviour,
+    ping, relay, request_response,
+    swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
 };
 
 use crate::{
@@ -21,11 +21,15 @@ use crate::{
 };
 
 /// Kademlia with a bounded record store, identify (wired to Kademlia by the
-/// [`crate::Node`]), ping, the namespace handshake, pinned connections and
-/// connection limits (in total, inbound, per peer and per IP address).
+/// [`crate::Node`]), ping, the namespace handshake, pinned connections,
+/// connection limits (in total, inbound, per peer and per IP address) and
+/// circuit relay v2 (the server if the configuration asks for one, the
+/// client if the host's transport can dial circuits).
 ///
 /// Hosts build it inside `SwarmBuilder::with_behaviour` with
-/// [`Behaviour::new`] and hand the swarm to [`crate::Node::new`].
+/// [`Behaviour::new`] (or, after `with_relay_client`,
+/// [`Behaviour::with_relay_client`]) and hand the swarm to
+/// [`crate::Node::new`].
 #[derive(NetworkBehaviour)]
 #[allow(missing_debug_implementations)]
 pub struct Behaviour {
@@ -36,11 +40,36 @@ pub struct Behaviour {
     pub(crate) ping: ping::Behaviour,
     pub(crate) namespace: request_response::Behaviour<NamespaceCodec>,
     pub(crate) keep_alive: keep_alive::Behaviour,
+    pub(crate) relay: Toggle<relay::Behaviour>,
+    pub(crate) relay_client: Toggle<relay::client::Behaviour>,
 }
 
 impl Behaviour {
-    /// The behaviour of a node with identity `keypair` and configuration `config`.
+    /// The behaviour of a node with identity `keypair` and configuration
+    /// `config`, for a transport that cannot dial or listen through relays:
+    /// the node neither reaches peers behind relays nor serves through one.
     pub fn new(keypair: &Keypair, config: &Config) -> Self {
+        Self::build(keypair, config, None)
+    }
+
+    /// The behaviour for a transport built with libp2p's relay client
+    /// transport (`SwarmBuilder::with_relay_client`, or
+    /// `relay::client::new` by hand), whose behaviour half is `relay_client`:
+    /// the node dials `/p2p-circuit` addresses and, in
+    /// [`crate::ServerMode::Relayed`], serves through relays.
+    pub fn with_relay_client(
+        keypair: &Keypair,
+        config: &Config,
+        relay_client: relay::client::Behaviour,
+    ) -> Self {
+        Self::build(keypair, config, Some(relay_client))
+    }
+
+    fn build(
+        keypair: &Keypair,
+        config: &Config,
+        relay_client: Option<relay::client::Behaviour>,
+    ) -> Self {
         let local_peer_id = keypair.public().to_peer_id();
 
         let mut kad_config = kad::Config::new(config.kad_protocol.clone());
@@ -101,7 +130,17 @@ impl Behaviour {
             ping: ping::Behaviour::new(ping::Config::new().with_interval(config.ping_interval)),
             namespace,
             keep_alive: keep_alive::Behaviour::new(bounds.max_pinned_by_others),
+            relay: config
+                .relay_server
+                .map(|limits| relay::Behaviour::new(local_peer_id, limits.to_libp2p()))
+                .into(),
+            relay_client: relay_client.into(),
         }
+    }
+
+    /// Whether the node can dial and listen through relays.
+    pub fn has_relay_client(&self) -> bool {
+        self.relay_client.is_enabled()
     }
 
     /// The Kademlia protocol names this behaviour speaks.

@@ -191,6 +191,30 @@ pub enum Event {
         #[cfg_attr(feature = "serde", serde(serialize_with = "ser::error"))]
         reason: LinkLost,
     },
+    /// A relay accepted this node's reservation: peers reach it at the
+    /// relay's `/p2p-circuit` addresses (renewals are not reported).
+    RelayReserved {
+        /// The relay.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
+        relay: PeerId,
+    },
+    /// A reservation on a relay was refused or ended; another relay is
+    /// tried, and this one again later.
+    RelayReservationLost {
+        /// The relay.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
+        relay: PeerId,
+        /// Why.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::error"))]
+        reason: RelayLost,
+    },
+    /// The node started or stopped answering DHT requests from others
+    /// (Kademlia server or client mode). A [`crate::ServerMode::Relayed`]
+    /// node serves while it holds a relay reservation.
+    ServingChanged {
+        /// Whether it serves now.
+        serving: bool,
+    },
     /// This subscriber fell behind and `missed` events were dropped for it.
     Lagged {
         /// How many.
@@ -220,5 +244,70 @@ impl ErrorCode for LinkLost {
             LinkLost::Unregistered => "unregistered",
             LinkLost::Unanswered(_) => "unanswered",
         }
+    }
+}
+
+/// Why a relay reservation was refused or ended.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayLost {
+    /// The relay holds as many reservations as it allows (in total or for
+    /// this peer), or this peer asked too often.
+    #[error("the relay is at its reservation limit")]
+    Full,
+    /// The relay refused for another reason.
+    #[error("the relay refused the reservation")]
+    Refused,
+    /// The peer does not relay.
+    #[error("the peer does not relay")]
+    Unsupported,
+    /// The connection to the relay closed.
+    #[error("the connection to the relay closed")]
+    Disconnected,
+    /// The reservation failed on the wire.
+    #[error("the reservation failed: {0}")]
+    Failed(String),
+}
+
+impl ErrorCode for RelayLost {
+    fn code(&self) -> &'static str {
+        match self {
+            RelayLost::Full => "relay-full",
+            RelayLost::Refused => "relay-refused",
+            RelayLost::Unsupported => "relay-unsupported",
+            RelayLost::Disconnected => "relay-disconnected",
+            RelayLost::Failed(_) => "relay-failed",
+        }
+    }
+}
+
+impl RelayLost {
+    /// Why the relay listener closed with `reason`: the reservation error
+    /// found among the error's sources, else a failure with its message.
+    pub(crate) fn from_listener_closed(reason: &Result<(), std::io::Error>) -> Self {
+        use libp2p::relay::client::transport::Error as TransportError;
+        use libp2p::relay::outbound::hop::ReserveError;
+        let Err(error) = reason else {
+            return RelayLost::Disconnected;
+        };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = error
+            .get_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static));
+        while let Some(current) = cause {
+            let reserve = current.downcast_ref::<ReserveError>().or_else(|| {
+                match current.downcast_ref::<TransportError>() {
+                    Some(TransportError::Reservation(e)) => Some(e),
+                    _ => None,
+                }
+            });
+            match reserve {
+                Some(ReserveError::ResourceLimitExceeded) => return RelayLost::Full,
+                Some(ReserveError::Refused) => return RelayLost::Refused,
+                Some(ReserveError::Unsupported) => return RelayLost::Unsupported,
+                Some(other) => return RelayLost::Failed(other.to_string()),
+                None => cause = current.source(),
+            }
+        }
+        RelayLost::Failed(error.to_string())
     }
 }

@@ -111,19 +111,20 @@ pub mod testnet;
 
 pub use behaviour::Behaviour;
 pub use config::{
-    Config, ConfigBuilder, ConnectionLimits, DEFAULT_KAD_PROTOCOL, RoutingDiversity, ServerMode,
+    Config, ConfigBuilder, ConnectionLimits, DEFAULT_KAD_PROTOCOL, DEFAULT_RELAY_RESERVATIONS,
+    RelayLimits, RoutingDiversity, ServerMode,
 };
 pub use error::{
     ClosestPeersError, ConfigError, DialError, DiscoverError, ErrorCode, GetRecordError, JoinError,
     LinkError, ListenError, NamespaceError, NodeStopped, PutRecordError, RecordError,
     RegisterError,
 };
-pub use event::{Event, LinkLost};
+pub use event::{Event, LinkLost, RelayLost};
 pub use handle::{EventStream, GetRecordOk, NodeHandle, PeerAddresses, PutRecordOk, QueryStats};
 pub use host::{NodeTask, Running, start};
 pub use libp2p;
 pub use namespace::Namespace;
 pub use node::Node;
 pub use record::{Quorum, Write};
-pub use report::{NetworkReport, RoutingTable};
+pub use report::{NetworkReport, RelayReport, RoutingTable};
 pub use role::{Role, RoleKind};

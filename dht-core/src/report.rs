@@ -191,6 +191,26 @@ pub struct NetworkReport {
     /// Record copies this node's reads discarded because they failed
     /// verification, since it started.
     pub forgeries_discarded: u64,
+    /// The relays holding a reservation for this node: others reach it
+    /// through them (empty unless it serves through relays).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display_all"))]
+    pub relayed_by: Vec<PeerId>,
+    /// What this node relays for others, if it is a relay.
+    pub relay: Option<RelayReport>,
+}
+
+/// What a relay holds for others now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "camelCase")
+)]
+pub struct RelayReport {
+    /// Reservations held.
+    pub reservations: usize,
+    /// Circuits open.
+    pub circuits: usize,
 }
 
 /// How many peers one k-bucket holds.
@@ -257,6 +277,16 @@ impl fmt::Display for NetworkReport {
         if !self.registered_in.is_empty() {
             let names: Vec<&str> = self.registered_in.iter().map(Namespace::as_str).collect();
             writeln!(f, "  registered in {}", names.join(", "))?;
+        }
+        for relay in &self.relayed_by {
+            writeln!(f, "  serving through relay /p2p/{relay}")?;
+        }
+        if let Some(relay) = self.relay {
+            writeln!(
+                f,
+                "  relaying for others: {} reservations, {} circuits",
+                relay.reservations, relay.circuits
+            )?;
         }
         Ok(())
     }

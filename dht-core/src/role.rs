@@ -69,11 +69,13 @@ impl Role {
 
     /// The Kademlia mode to set: a bootstrap always serves, since others
     /// join through it; the other roles follow `server_mode`. `None` lets
-    /// Kademlia choose (server once an external address is confirmed).
+    /// Kademlia choose (server once an external address is confirmed); a
+    /// relayed node starts as a client and serves once a relay holds a
+    /// reservation for it.
     pub(crate) fn kad_mode(&self, server_mode: ServerMode) -> Option<Mode> {
         match (self, server_mode) {
             (Role::Bootstrap, _) | (_, ServerMode::Always) => Some(Mode::Server),
-            (_, ServerMode::Never) => Some(Mode::Client),
+            (_, ServerMode::Never | ServerMode::Relayed) => Some(Mode::Client),
             (_, ServerMode::Auto) => None,
         }
     }

@@ -5,7 +5,7 @@ use std::{num::NonZeroUsize, time::Duration};
 
 use libp2p::{Multiaddr, StreamProtocol, multiaddr::Protocol};
 
-use super::{Config, ConnectionLimits, RoutingDiversity, ServerMode};
+use super::{Config, ConnectionLimits, RelayLimits, RoutingDiversity, ServerMode};
 use crate::{
     error::ConfigError,
     record::{MAX_KEY_LEN, StoreLimits},
@@ -229,6 +229,21 @@ impl ConfigBuilder {
         self
     }
 
+    /// Relay for others (circuit relay v2) within `limits`, or not at all
+    /// (`None`). Default `None`; the native host turns it on for bootstrap
+    /// nodes, since every tab is connected to one.
+    pub fn relay_server(mut self, limits: Option<RelayLimits>) -> Self {
+        self.config.relay_server = limits;
+        self
+    }
+
+    /// How many relays a [`ServerMode::Relayed`] node holds reservations on
+    /// at once. Default [`super::DEFAULT_RELAY_RESERVATIONS`] (2).
+    pub fn relay_reservations(mut self, relays: usize) -> Self {
+        self.config.relay_reservations = relays;
+        self
+    }
+
     /// Whether the node's listen addresses are announced as its external
     /// addresses (in namespace registrations and identify). Right when others
     /// reach the node at the addresses it listens on, as on a LAN or loopback.
@@ -356,12 +371,18 @@ impl ConfigBuilder {
                 config.connection_limits.max_incoming_per_ip as usize,
             ),
             ("max record bytes", config.store_limits.max_record_bytes),
+            ("relay reservations", config.relay_reservations),
             (
                 "max provider records",
                 config.store_limits.max_provider_records,
             ),
         ];
-        if let Some((field, _)) = counts.into_iter().find(|(_, n)| *n == 0) {
+        let relay_counts = config.relay_server.iter().flat_map(RelayLimits::counts);
+        if let Some((field, _)) = counts
+            .into_iter()
+            .chain(relay_counts)
+            .find(|(_, n)| *n == 0)
+        {
             return Err(ConfigError::Zero { field });
         }
         if config.namespace_refresh_interval >= config.namespace_ttl {

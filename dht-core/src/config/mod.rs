@@ -23,8 +23,10 @@ use std::{num::NonZeroUsize, time::Duration};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, swarm};
 
 mod builder;
+mod relay;
 
 pub use builder::ConfigBuilder;
+pub use relay::{DEFAULT_RELAY_RESERVATIONS, RelayLimits};
 
 use crate::record::StoreLimits;
 
@@ -51,6 +53,12 @@ pub enum ServerMode {
     Never,
     /// Let Kademlia decide: serve once the node has a confirmed external address.
     Auto,
+    /// Serve through circuit relays: take a reservation on relays this node
+    /// is connected to (up to [`ConfigBuilder::relay_reservations`]), announce
+    /// the `/p2p-circuit` addresses, and answer DHT requests while at least
+    /// one reservation holds; only query while none does. Right for nodes
+    /// nobody can dial directly, such as browser tabs.
+    Relayed,
 }
 
 /// Bounds on connections, applied by `libp2p::connection_limits` and
@@ -149,6 +157,8 @@ pub struct Config {
     pub(crate) event_buffer: usize,
     pub(crate) max_addresses_per_peer: usize,
     pub(crate) routing_diversity: RoutingDiversity,
+    pub(crate) relay_server: Option<RelayLimits>,
+    pub(crate) relay_reservations: usize,
 }
 
 impl Default for Config {
@@ -195,6 +205,8 @@ impl Config {
                 event_buffer: 1024,
                 max_addresses_per_peer: 16,
                 routing_diversity: RoutingDiversity::default(),
+                relay_server: None,
+                relay_reservations: DEFAULT_RELAY_RESERVATIONS,
             },
             errors: Vec::new(),
         }
@@ -233,6 +245,11 @@ impl Config {
     /// Whether the node serves DHT requests.
     pub fn server_mode(&self) -> ServerMode {
         self.server_mode
+    }
+
+    /// The limits of this node's circuit relay, if it relays for others.
+    pub fn relay_server(&self) -> Option<&RelayLimits> {
+        self.relay_server.as_ref()
     }
 
     /// How long a connection with nothing to do stays open.

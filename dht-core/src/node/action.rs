@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use libp2p::{
     Multiaddr, PeerId,
-    kad::{self, QueryId, Record, RecordKey},
+    kad::{self, Mode, QueryId, Record, RecordKey},
 };
 
 use super::{discovery::DiscoveryId, links::Handshake, queries::Pending};
@@ -38,6 +38,11 @@ pub(crate) enum Action {
     AddExternalAddress(Multiaddr),
     /// Stop announcing an external address.
     RemoveExternalAddress(Multiaddr),
+    /// Ask `relay` for a reservation by listening on the circuit `address`
+    /// through it.
+    ListenVia { relay: PeerId, address: Multiaddr },
+    /// Answer DHT requests from others (server) or only query (client).
+    SetKadMode(Mode),
     /// Start a Kademlia query; `pending` says what it is for and who waits.
     Query { query: Query, pending: Pending },
     /// End a query early: what it found is enough.

@@ -98,6 +98,13 @@ impl Node {
                     registered_in: self.membership.namespaces().cloned().collect(),
                     links: self.links.len(),
                     forgeries: self.queries.forgeries(),
+                    relayed_by: self.relays.held(),
+                    relay: self
+                        .swarm
+                        .behaviour()
+                        .relay
+                        .is_enabled()
+                        .then(|| self.relay_server.report()),
                 };
                 let kad = &mut self.swarm.behaviour_mut().kad;
                 let _ = reply.send(snapshot::network_report(kad, vitals, now));

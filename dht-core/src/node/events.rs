@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use libp2p::{
-    Multiaddr, PeerId, core::ConnectedPoint, identify, kad, request_response, swarm::SwarmEvent,
+    Multiaddr, PeerId, core::ConnectedPoint, identify, kad, relay, request_response,
+    swarm::SwarmEvent,
 };
 use web_time::Instant;
 
@@ -16,7 +17,7 @@ use super::{
 use crate::{
     behaviour::BehaviourEvent,
     error::{DialError, DialFailure, ListenError},
-    event::Event,
+    event::{Event, RelayLost},
     handle::{PeerAddresses, QueryStats},
     kademlia::KademliaEvent,
     namespace::{NamespaceRequest, NamespaceResponse},
@@ -36,6 +37,9 @@ impl Node {
                 info,
                 connection_id,
             })) => {
+                let relays = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
+                self.relays
+                    .on_identify(peer_id, relays, now, &mut self.actions);
                 let kad = &mut self.swarm.behaviour_mut().kad;
                 let held = snapshot::routing_addresses(kad, &peer_id);
                 // A peer new to the table enters only if its subnet has room.
@@ -59,6 +63,18 @@ impl Node {
             SwarmEvent::Behaviour(BehaviourEvent::Namespace(event)) => {
                 self.on_namespace_event(event, now)
             }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
+                if let relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } = event {
+                    let was_serving = self.relays.serving();
+                    self.relays.on_accepted(relay_peer_id, &mut self.actions);
+                    if !was_serving && self.relays.serving() {
+                        // Registrations made before carry no address anyone
+                        // can dial: announce them again with the circuit's.
+                        self.membership.on_joined(&mut self.actions);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => self.relay_server.on(&event),
             SwarmEvent::Behaviour(BehaviourEvent::Limits(never)) => match never {},
             SwarmEvent::Behaviour(BehaviourEvent::IpLimits(never)) => match never {},
             SwarmEvent::Behaviour(BehaviourEvent::KeepAlive(never)) => match never {},
@@ -70,7 +86,10 @@ impl Node {
                 self.in_flight.listeners.insert(listener_id);
                 let listening: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
                 self.addresses.on_listening(&listening);
-                if self.settings.advertise_listen_addresses {
+                let relayed = self
+                    .relays
+                    .on_new_address(listener_id, &address, &mut self.actions);
+                if self.settings.advertise_listen_addresses && !relayed {
                     let external: Vec<Multiaddr> =
                         self.swarm.external_addresses().cloned().collect();
                     addresses::advertise(&address, &listening, &external, &mut self.actions);
@@ -93,6 +112,12 @@ impl Node {
                 ..
             } => {
                 self.in_flight.listeners.remove(&listener_id);
+                self.relays.on_listener_closed(
+                    listener_id,
+                    RelayLost::from_listener_closed(&reason),
+                    now,
+                    &mut self.actions,
+                );
                 if let Some((address, reply)) = self.in_flight.listens.remove(&listener_id) {
                     let error = match reason {
                         Ok(()) => ListenError::Closed { address },
@@ -118,6 +143,7 @@ impl Node {
                     let _ = reply.send(Ok(peer_id));
                 }
                 self.addresses.on_connected(peer_id, &endpoint);
+                self.relays.on_connected(peer_id, &endpoint);
                 if num_established.get() == 1 {
                     let (address, inbound) = match endpoint {
                         ConnectedPoint::Dialer { address, .. } => (address, false),
@@ -142,6 +168,7 @@ impl Node {
                 }
                 tracing::debug!(peer = %peer_id, ?cause, "disconnected");
                 self.addresses.on_disconnected(&peer_id);
+                self.relays.on_disconnected(&peer_id);
                 self.actions.emit(Event::PeerDisconnected { peer: peer_id });
                 self.links.on_disconnected(peer_id, now, &mut self.actions);
                 self.joining

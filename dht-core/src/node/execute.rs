@@ -59,6 +59,18 @@ impl Node {
             }
             Action::AddExternalAddress(address) => self.swarm.add_external_address(address),
             Action::RemoveExternalAddress(address) => self.swarm.remove_external_address(&address),
+            Action::ListenVia { relay, address } => {
+                let listener = match self.swarm.listen_on(address) {
+                    Ok(id) => Some(id),
+                    Err(error) => {
+                        tracing::debug!(%relay, %error, "could not listen through the relay");
+                        None
+                    }
+                };
+                self.relays
+                    .on_listen_started(relay, listener, Instant::now(), &mut self.actions);
+            }
+            Action::SetKadMode(mode) => behaviour.kad.set_mode(Some(mode)),
             Action::Query { query, pending } => self.start_query(query, pending),
             Action::FinishQuery(id) => finish_query(&mut behaviour.kad, id),
             Action::StopProviding(key) => behaviour.kad.stop_providing(&key),

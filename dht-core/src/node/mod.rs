@@ -12,6 +12,7 @@
 //! | [`membership`] | this node's namespace registrations |
 //! | [`discovery`] | finding a namespace's members |
 //! | [`links`] | namespace handshakes, heartbeats and retries |
+//! | [`relays`] | reservations on relays, for nodes that serve through them |
 //! | [`addresses`] | which addresses are dialable ([`reach`]), enter the routing table, or are announced |
 //! | [`snapshot`] | routing table, records, registrations and report for callers |
 //! | [`subscribers`] | event subscribers with bounded queues |
@@ -38,6 +39,7 @@ mod links;
 mod membership;
 mod queries;
 mod reach;
+mod relays;
 mod snapshot;
 mod subscribers;
 mod unreachable;
@@ -70,11 +72,12 @@ use self::{
     links::Links,
     membership::Membership,
     queries::{Outcome, Queries},
+    relays::Relays,
     subscribers::Subscribers,
 };
 use crate::{
     behaviour::{Behaviour, BehaviourEvent},
-    config::Config,
+    config::{Config, ServerMode},
     error::{DialError, ListenError},
     handle::{Command, EventStream, NodeHandle, PeerAddresses, Reply},
     namespace::Namespace,
@@ -97,6 +100,8 @@ pub struct Node {
     links: Links,
     addresses: Addresses,
     diversity: Diversity,
+    relays: Relays,
+    relay_server: RelayServerCounts,
     subscribers: Subscribers,
     actions: Actions,
     in_flight: InFlight,
@@ -123,6 +128,35 @@ struct InFlight {
     dials: HashMap<ConnectionId, (Multiaddr, Reply<Result<PeerId, DialError>>)>,
     listens: HashMap<ListenerId, (Multiaddr, Reply<Result<Multiaddr, ListenError>>)>,
     listeners: HashSet<ListenerId>,
+}
+
+/// What this node's relay server holds for others now.
+#[derive(Debug, Default)]
+pub(crate) struct RelayServerCounts {
+    pub(crate) reservations: usize,
+    pub(crate) circuits: usize,
+}
+
+impl RelayServerCounts {
+    fn report(&self) -> crate::report::RelayReport {
+        crate::report::RelayReport {
+            reservations: self.reservations,
+            circuits: self.circuits,
+        }
+    }
+
+    fn on(&mut self, event: &libp2p::relay::Event) {
+        use libp2p::relay::Event as Relay;
+        match event {
+            Relay::ReservationReqAccepted { renewed: false, .. } => self.reservations += 1,
+            Relay::ReservationClosed { .. } | Relay::ReservationTimedOut { .. } => {
+                self.reservations = self.reservations.saturating_sub(1)
+            }
+            Relay::CircuitReqAccepted { .. } => self.circuits += 1,
+            Relay::CircuitClosed { .. } => self.circuits = self.circuits.saturating_sub(1),
+            _ => {}
+        }
+    }
 }
 
 /// The one timer of the loop, armed for the earliest deadline of the parts.
@@ -167,6 +201,17 @@ impl Node {
             // Stored locally at once; announced again once joined.
             membership.register(namespace.clone(), None, &mut actions);
         }
+        let relayed = config.server_mode == ServerMode::Relayed;
+        if relayed && !swarm.behaviour().has_relay_client() {
+            tracing::warn!(
+                "server mode `relayed` needs a transport with the relay client \
+                 (Behaviour::with_relay_client): this node only queries"
+            );
+        }
+        let relays = match relayed && swarm.behaviour().has_relay_client() {
+            true => Relays::new(config.relay_reservations),
+            false => Relays::new(0),
+        };
         let mut discovery =
             Discovery::new(local, role.discovers().cloned(), config.discover_interval);
         if !joining.has_bootstrap_peers() {
@@ -206,6 +251,8 @@ impl Node {
                 config.routing_diversity.per_bucket,
                 config.routing_diversity.per_table,
             ),
+            relays,
+            relay_server: RelayServerCounts::default(),
             subscribers: Subscribers::new(config.event_buffer),
             actions,
             in_flight: InFlight::default(),
@@ -296,6 +343,7 @@ impl Node {
             Some(self.links.next_deadline()),
             self.joining.next_deadline(),
             self.discovery.next_deadline(),
+            self.relays.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -334,6 +382,7 @@ impl Node {
             actions,
         );
         links.poll(now, actions);
+        self.relays.on_tick(now, &mut self.actions);
         // A timer that fired for nothing (its deadline moved) must be re-armed.
         self.timer.at = now;
     }

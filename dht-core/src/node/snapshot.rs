@@ -14,8 +14,8 @@ use crate::{
     namespace::Namespace,
     record::{Store, verify},
     report::{
-        Bucket, BucketSize, NamespaceSize, NetworkReport, Registration, RoutingEntry, RoutingTable,
-        StoredRecord,
+        Bucket, BucketSize, NamespaceSize, NetworkReport, Registration, RelayReport, RoutingEntry,
+        RoutingTable, StoredRecord,
     },
     role::RoleKind,
 };
@@ -139,6 +139,8 @@ pub(crate) struct Vitals {
     pub(crate) registered_in: Vec<Namespace>,
     pub(crate) links: usize,
     pub(crate) forgeries: u64,
+    pub(crate) relayed_by: Vec<PeerId>,
+    pub(crate) relay: Option<RelayReport>,
 }
 
 /// The monitor's report of the network this node sees.
@@ -179,6 +181,8 @@ pub(crate) fn network_report(
         registered_in: vitals.registered_in,
         links: vitals.links,
         forgeries_discarded: vitals.forgeries,
+        relayed_by: vitals.relayed_by,
+        relay: vitals.relay,
     }
 }
 
@@ -257,6 +261,7 @@ mod tests {
         assert!(records[0].for_others, "no publisher: not written here");
         assert_eq!(registrations(store, now).len(), 1);
 
+        let relay = PeerId::random();
         let report = network_report(
             &mut kad,
             Vitals {
@@ -267,6 +272,11 @@ mod tests {
                 registered_in: vec![chat.clone()],
                 links: 0,
                 forgeries: 2,
+                relayed_by: vec![relay],
+                relay: Some(RelayReport {
+                    reservations: 3,
+                    circuits: 5,
+                }),
             },
             now,
         );
@@ -282,6 +292,14 @@ mod tests {
         assert!(text.contains("1 in routing table"), "{text}");
         assert!(
             text.contains("namespace \"chat\": 1 registered peers"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("serving through relay /p2p/{relay}")),
+            "{text}"
+        );
+        assert!(
+            text.contains("relaying for others: 3 reservations, 5 circuits"),
             "{text}"
         );
     }

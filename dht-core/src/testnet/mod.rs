@@ -38,13 +38,13 @@ use libp2p::{
     Multiaddr, PeerId, Swarm, Transport,
     core::{
         muxing::StreamMuxerBox,
-        transport::{Boxed, MemoryTransport},
+        transport::{Boxed, MemoryTransport, OrTransport},
         upgrade::Version,
     },
     identity::Keypair,
     kad::KBucketKey,
     multiaddr::Protocol,
-    noise, swarm, yamux,
+    noise, relay, swarm, yamux,
 };
 
 mod rogue;
@@ -52,7 +52,8 @@ mod rogue;
 pub use rogue::Rogue;
 
 use crate::{
-    Behaviour, Config, ConfigBuilder, ConfigError, JoinError, ListenError, NodeHandle, Role,
+    Behaviour, Config, ConfigBuilder, ConfigError, JoinError, ListenError, NodeHandle, NodeStopped,
+    Role, ServerMode,
 };
 
 /// How long a new node may take to join before [`Testnet::spawn`] gives up.
@@ -89,6 +90,15 @@ pub enum TestnetError {
         #[source]
         source: JoinError,
     },
+    /// A relayed node got no relay reservation in time.
+    #[error("node {index} got no relay reservation within {JOIN_TIMEOUT:?}")]
+    NotRelayed {
+        /// Its index.
+        index: usize,
+    },
+    /// The node stopped.
+    #[error(transparent)]
+    Stopped(#[from] NodeStopped),
 }
 
 /// A node of the test network.
@@ -98,7 +108,9 @@ pub struct TestNode {
     pub index: usize,
     /// Its peer id.
     pub peer_id: PeerId,
-    /// Its dialable address, with `/p2p/`.
+    /// Its dialable address, with `/p2p/`: its memory address, or for a
+    /// [`ServerMode::Relayed`] node (which listens on nothing) its circuit
+    /// address through its first relay.
     pub address: Multiaddr,
     /// The handle that drives it.
     pub handle: NodeHandle,
@@ -157,20 +169,33 @@ impl Testnet {
 
     /// Starts a node with `config` (its bootstrap peer is set here). The first
     /// node becomes the [`Role::Bootstrap`] whatever `role` says; later nodes
-    /// join through it, and this returns once they have.
+    /// join through it, and this returns once they have. A
+    /// [`ServerMode::Relayed`] node stands in for a browser tab: it listens
+    /// on nothing and returns once a relay (the bootstrap node, configured
+    /// with [`ConfigBuilder::relay_server`]) holds a reservation for it.
     pub async fn spawn(
         &mut self,
         config: ConfigBuilder,
         role: Role,
+    ) -> Result<&TestNode, TestnetError> {
+        self.spawn_as(config, role, Keypair::generate_ed25519())
+            .await
+    }
+
+    /// [`spawn`](Self::spawn) with the identity `keypair`, for tests that
+    /// need a peer id at a chosen distance from a key.
+    pub async fn spawn_as(
+        &mut self,
+        config: ConfigBuilder,
+        role: Role,
+        keypair: Keypair,
     ) -> Result<&TestNode, TestnetError> {
         let index = self.nodes.len();
         let (config, role) = match self.nodes.first() {
             Some(bootstrap) => (config.bootstrap_peer(bootstrap.address.clone()), role),
             None => (config, Role::Bootstrap),
         };
-        let node = self
-            .start(index, config, role, Keypair::generate_ed25519())
-            .await?;
+        let node = self.start(index, config, role, keypair).await?;
         self.nodes.push(node);
         Ok(self.nodes.last().expect("just pushed"))
     }
@@ -207,19 +232,26 @@ impl Testnet {
         let swarm = memory_swarm(&keypair, &config, self.spawner.clone())?;
         let spawner = self.spawner.clone();
         let mut running = crate::start(swarm, &config, &role, move |task| spawner(task));
+        let relayed = config.server_mode() == ServerMode::Relayed;
         let listen = Multiaddr::empty().with(Protocol::Memory(memory_port(&peer_id)));
-        running
-            .listen([listen.clone()])
-            .await
-            .map_err(|source| TestnetError::Listen { index, source })?;
+        if !relayed {
+            running
+                .listen([listen.clone()])
+                .await
+                .map_err(|source| TestnetError::Listen { index, source })?;
+        }
         running
             .joined(JOIN_TIMEOUT)
             .await
             .map_err(|source| TestnetError::Join { index, source })?;
+        let address = match relayed {
+            false => listen,
+            true => circuit_address(&running.handle, index).await?,
+        };
         Ok(TestNode {
             index,
             peer_id,
-            address: listen.with(Protocol::P2p(peer_id)),
+            address: address.with(Protocol::P2p(peer_id)),
             handle: running.handle,
             keypair,
             role,
@@ -232,6 +264,37 @@ impl Testnet {
             node.handle.shutdown().await;
         }
     }
+}
+
+/// The first circuit address a relayed node listens on, once it has one.
+async fn circuit_address(handle: &NodeHandle, index: usize) -> Result<Multiaddr, TestnetError> {
+    let deadline = web_time::Instant::now() + JOIN_TIMEOUT;
+    let mut events = handle.subscribe().await?;
+    loop {
+        let listening = handle.listen_addresses().await?;
+        if let Some(circuit) = listening
+            .into_iter()
+            .find(|a| a.iter().any(|p| p == Protocol::P2pCircuit))
+        {
+            return Ok(strip_p2p(circuit));
+        }
+        let left = deadline.saturating_duration_since(web_time::Instant::now());
+        let next = futures::future::select(
+            futures::StreamExt::next(&mut events),
+            futures_timer::Delay::new(left),
+        );
+        if let futures::future::Either::Right(_) = next.await {
+            return Err(TestnetError::NotRelayed { index });
+        }
+    }
+}
+
+/// `address` without a trailing `/p2p/<peer id>`.
+fn strip_p2p(mut address: Multiaddr) -> Multiaddr {
+    if matches!(address.iter().last(), Some(Protocol::P2p(_))) {
+        address.pop();
+    }
+    address
 }
 
 /// A port for a node's memory listener, unique per peer id.
@@ -254,18 +317,25 @@ pub fn memory_transport(
         .boxed())
 }
 
-/// A swarm over [`memory_transport`], running connection tasks on
-/// `spawner`.
+/// A swarm over [`memory_transport`] and libp2p's relay client (so that it
+/// dials `/p2p-circuit` addresses, and serves through relays in
+/// [`ServerMode::Relayed`]), running connection tasks on `spawner`.
 pub fn memory_swarm(
     keypair: &Keypair,
     config: &Config,
     spawner: Spawner,
 ) -> Result<Swarm<Behaviour>, TestnetError> {
-    let transport = memory_transport(keypair)?;
+    let noise = noise::Config::new(keypair).map_err(|e| TestnetError::Transport(e.to_string()))?;
+    let (relay_transport, relay_client) = relay::client::new(keypair.public().to_peer_id());
+    let transport = OrTransport::new(relay_transport, MemoryTransport::default())
+        .upgrade(Version::V1)
+        .authenticate(noise)
+        .multiplex(yamux::Config::default())
+        .boxed();
     let swarm_config = config.swarm_config(swarm::Config::with_executor(move |task| spawner(task)));
     Ok(Swarm::new(
         transport,
-        Behaviour::new(keypair, config),
+        Behaviour::with_relay_client(keypair, config, relay_client),
         keypair.public().to_peer_id(),
         swarm_config,
     ))

@@ -1,0 +1,213 @@
+//! Nodes nobody can dial, served through circuit relay v2, in process: each
+//! relayed node stands in for a browser tab (it listens on nothing and dials
+//! out only), the bootstrap node relays. They must do for others everything a
+//! native node does: enter routing tables, hold records, answer reads.
+
+use std::{num::NonZeroUsize, time::Duration};
+
+use dht_core::{
+    Config, ErrorCode, Event, Quorum, RelayLimits, RelayLost, Role, ServerMode, Write,
+    libp2p::{PeerId, identity::Keypair, multiaddr::Protocol},
+    record::immutable_key,
+    testnet::{Testnet, memory_swarm, xor_closest},
+};
+use dht_tests::{eventually, pool, run, within};
+use futures::{StreamExt, executor::ThreadPool};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A network whose bootstrap relays within `limits`, then `natives` native
+/// nodes, then `relayed` nodes that serve through the bootstrap.
+async fn network(
+    pool: &ThreadPool,
+    k: usize,
+    limits: RelayLimits,
+    natives: usize,
+    relayed: usize,
+) -> Testnet {
+    let executor = pool.clone();
+    let mut net = Testnet::new(move |task| executor.spawn_ok(task));
+    let config = || Config::builder().replication_factor(k);
+    net.spawn(config().relay_server(Some(limits)), Role::Bootstrap)
+        .await
+        .expect("the relay starts");
+    for _ in 0..natives {
+        net.spawn(config(), Role::ClientHelper)
+            .await
+            .expect("a native node joins");
+    }
+    for _ in 0..relayed {
+        net.spawn(
+            config().server_mode(ServerMode::Relayed),
+            Role::ClientHelper,
+        )
+        .await
+        .expect("a relayed node joins and gets a reservation");
+    }
+    net
+}
+
+fn is_circuit(address: &dht_core::libp2p::Multiaddr) -> bool {
+    address.iter().any(|p| p == Protocol::P2pCircuit)
+}
+
+#[test]
+fn a_relayed_node_serves_and_enters_routing_tables_at_its_circuit_address() {
+    let pool = pool();
+    run(Duration::from_secs(90), "relayed node serves", async {
+        let net = network(&pool, 20, RelayLimits::default(), 2, 1).await;
+        let relay = &net.nodes()[0];
+        let tab = &net.nodes()[3];
+
+        let report = tab.handle.network_report().await.expect("running");
+        assert!(report.serving, "a relayed node with a reservation serves");
+        assert_eq!(report.relayed_by, vec![relay.peer_id]);
+        let relay_report = relay.handle.network_report().await.expect("running");
+        assert_eq!(relay_report.relay.map(|r| r.reservations), Some(1));
+
+        for native in &net.nodes()[1..3] {
+            let entry = eventually(PATIENCE, "the native routes to the tab", || async {
+                // A lookup of the tab's id meets it (or a peer that knows it).
+                let _ = native.handle.closest_peers(tab.peer_id.to_bytes()).await;
+                let table = native.handle.routing_table().await.expect("running");
+                table.peers().find(|e| e.peer_id == tab.peer_id).cloned()
+            })
+            .await;
+            assert!(
+                entry.addresses.iter().all(is_circuit),
+                "only circuit addresses are known for a tab: {:?}",
+                entry.addresses
+            );
+            assert!(
+                entry
+                    .addresses
+                    .iter()
+                    .any(|a| a.iter().any(|p| p == Protocol::P2p(relay.peer_id))),
+                "the circuit goes through the relay: {:?}",
+                entry.addresses
+            );
+        }
+        net.shutdown().await;
+    });
+}
+
+#[test]
+fn a_record_whose_only_holders_are_relayed_nodes_is_stored_and_read_through_the_relay() {
+    let pool = pool();
+    run(Duration::from_secs(120), "records held by tabs", async {
+        let k = 2;
+        let mut net = network(&pool, k, RelayLimits::default(), 2, 0).await;
+        let value = b"held by tabs".to_vec();
+        let key = immutable_key(&value);
+        // Two tabs closer to the key than any native node: its k closest.
+        let natives: Vec<PeerId> = net.nodes().iter().map(|n| n.peer_id).collect();
+        let mut tabs = Vec::new();
+        while tabs.len() < 2 {
+            let keypair = Keypair::generate_ed25519();
+            let peer = keypair.public().to_peer_id();
+            let candidates = natives.iter().copied().chain([peer]);
+            if xor_closest(&key, candidates, 1) == [peer] {
+                tabs.push(peer);
+                let tab = Config::builder()
+                    .replication_factor(k)
+                    .server_mode(ServerMode::Relayed);
+                net.spawn_as(tab, Role::ClientHelper, keypair)
+                    .await
+                    .expect("a relayed node joins and gets a reservation");
+            }
+        }
+
+        let writer = &net.nodes()[1];
+        let put = writer
+            .handle
+            .put_with_quorum(
+                Write::immutable(value.clone()),
+                Quorum::N(NonZeroUsize::new(2).expect("non-zero")),
+            )
+            .await
+            .expect("both tabs acknowledge");
+        for tab in &net.nodes()[3..5] {
+            let records = tab.handle.records().await.expect("running");
+            let held = records.iter().find(|r| r.key == put.key);
+            assert!(
+                held.is_some_and(|r| r.for_others && r.value == value),
+                "tab {} holds the record for others",
+                tab.index
+            );
+        }
+
+        // The writer forgets its own copy: only the tabs hold it now.
+        let writer = net
+            .restart(1, Config::builder().replication_factor(k))
+            .await
+            .expect("the writer restarts");
+        assert!(writer.handle.records().await.expect("running").is_empty());
+        for reader in [1, 2] {
+            let found = net.nodes()[reader]
+                .handle
+                .get_record(put.key.clone())
+                .await
+                .expect("the record is found at the tabs");
+            assert_eq!(found.value, value);
+            assert!(!found.found_locally);
+            assert!(
+                found.found_at.iter().all(|p| tabs.contains(p)),
+                "answered by the tabs: {:?}",
+                found.found_at
+            );
+        }
+        net.shutdown().await;
+    });
+}
+
+#[test]
+fn a_relay_at_its_reservation_limit_refuses_the_next_node_with_a_clear_reason() {
+    let pool = pool();
+    run(Duration::from_secs(60), "relay at its limit", async {
+        let limits = RelayLimits {
+            max_reservations: 1,
+            ..RelayLimits::default()
+        };
+        let net = network(&pool, 20, limits, 0, 1).await;
+        let relay = &net.nodes()[0];
+
+        // A second relayed node, watched from its first event.
+        let keypair = Keypair::generate_ed25519();
+        let config = Config::builder()
+            .server_mode(ServerMode::Relayed)
+            .bootstrap_peer(relay.address.clone())
+            .build()
+            .expect("valid");
+        let swarm = memory_swarm(&keypair, &config, net.spawner()).expect("a swarm");
+        let spawner = net.spawner();
+        let mut late = dht_core::start(swarm, &config, &Role::ClientHelper, move |t| spawner(t));
+        let reason = within(PATIENCE, "the relay refuses", async {
+            while let Some(event) = late.events.next().await {
+                match event {
+                    Event::RelayReservationLost {
+                        relay: from,
+                        reason,
+                    } if from == relay.peer_id => {
+                        return reason;
+                    }
+                    Event::RelayReserved { .. } => panic!("the relay is full"),
+                    _ => {}
+                }
+            }
+            panic!("the node stopped")
+        })
+        .await;
+        assert!(matches!(reason, RelayLost::Full), "{reason:?}");
+        assert_eq!(reason.code(), "relay-full");
+        assert_eq!(reason.to_string(), "the relay is at its reservation limit");
+        let report = late.handle.network_report().await.expect("running");
+        assert!(
+            !report.serving,
+            "without a reservation the node only queries"
+        );
+        assert!(report.relayed_by.is_empty());
+
+        late.handle.shutdown().await;
+        net.shutdown().await;
+    });
+}

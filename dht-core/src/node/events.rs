@@ -63,15 +63,15 @@ impl Node {
             SwarmEvent::Behaviour(BehaviourEvent::Namespace(event)) => {
                 self.on_namespace_event(event, now)
             }
-            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
-                if let relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } = event {
-                    let was_serving = self.relays.serving();
-                    self.relays.on_accepted(relay_peer_id, &mut self.actions);
-                    if !was_serving && self.relays.serving() {
-                        // Registrations made before carry no address anyone
-                        // can dial: announce them again with the circuit's.
-                        self.membership.on_joined(&mut self.actions);
-                    }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
+            )) => {
+                let was_serving = self.relays.serving();
+                self.relays.on_accepted(relay_peer_id, &mut self.actions);
+                if !was_serving && self.relays.serving() {
+                    // Registrations made before carry no address anyone
+                    // can dial: announce them again with the circuit's.
+                    self.membership.on_joined(&mut self.actions);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => self.relay_server.on(&event),

@@ -4,7 +4,7 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use dht_core::{
-    Config, ConfigBuilder, ConnectionLimits, Namespace, RoutingDiversity,
+    Config, ConfigBuilder, ConnectionLimits, Namespace, RelayLimits, RoutingDiversity, ServerMode,
     libp2p::{Multiaddr, PeerId},
 };
 use native_node::ListenSet;
@@ -156,6 +156,73 @@ pub(crate) struct NodeArgs {
     /// --limit-loopback.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_routing_peers_per_subnet: u32,
+
+    /// Serve the DHT through circuit relays instead of at a listen address,
+    /// as a browser tab does: for a node others cannot dial (behind a NAT)
+    /// or a native stand-in for a tab. It listens on nothing unless --listen
+    /// is given, takes reservations on up to two relays among the peers it
+    /// dialed (bootstrap nodes relay by default), announces their
+    /// /p2p-circuit addresses and answers DHT requests only while one holds.
+    #[arg(long)]
+    pub(crate) serve_through_relay: bool,
+
+    #[command(flatten)]
+    pub(crate) relay: RelayArgs,
+}
+
+/// Relaying for others (circuit relay v2): on for bootstrap nodes, `--relay`
+/// for the others. Each bound is enforced by libp2p's relay.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Relay (circuit relay v2)")]
+pub(crate) struct RelayArgs {
+    /// Relay for nodes nobody can dial (browser tabs, nodes behind NAT), so
+    /// that they can serve the DHT. Bootstrap nodes relay unless --no-relay.
+    #[arg(long)]
+    pub(crate) relay: bool,
+
+    /// Reservations held for others at once.
+    #[arg(long, value_name = "N", default_value_t = RelayLimits::default().max_reservations)]
+    pub(crate) relay_max_reservations: usize,
+
+    /// Reservations one peer may hold at once (one per connection).
+    #[arg(long, value_name = "N", default_value_t = RelayLimits::default().max_reservations_per_peer)]
+    pub(crate) relay_max_reservations_per_peer: usize,
+
+    /// How long a reservation lasts before its holder renews it.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    pub(crate) relay_reservation_duration: Duration,
+
+    /// Circuits open at once.
+    #[arg(long, value_name = "N", default_value_t = RelayLimits::default().max_circuits)]
+    pub(crate) relay_max_circuits: usize,
+
+    /// Circuits one peer may be an end of at once: every DHT peer that talks
+    /// to a relayed node opens its own.
+    #[arg(long, value_name = "N", default_value_t = RelayLimits::default().max_circuits_per_peer)]
+    pub(crate) relay_max_circuits_per_peer: usize,
+
+    /// How long one circuit may stay open; the next request opens another.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    pub(crate) relay_circuit_duration: Duration,
+
+    /// Bytes one circuit may carry each way before it is cut.
+    #[arg(long, value_name = "BYTES", default_value_t = RelayLimits::default().max_circuit_bytes)]
+    pub(crate) relay_circuit_bytes: u64,
+}
+
+impl RelayArgs {
+    /// The relay's limits.
+    pub(crate) fn limits(&self) -> RelayLimits {
+        RelayLimits {
+            max_reservations: self.relay_max_reservations,
+            max_reservations_per_peer: self.relay_max_reservations_per_peer,
+            reservation_duration: self.relay_reservation_duration,
+            max_circuits: self.relay_max_circuits,
+            max_circuits_per_peer: self.relay_max_circuits_per_peer,
+            max_circuit_duration: self.relay_circuit_duration,
+            max_circuit_bytes: self.relay_circuit_bytes,
+        }
+    }
 }
 
 impl NodeArgs {
@@ -168,9 +235,10 @@ impl NodeArgs {
             .collect()
     }
 
-    /// The core configuration these options describe.
-    pub(crate) fn config(&self) -> ConfigBuilder {
-        Config::builder()
+    /// The core configuration these options describe; `relay` says whether
+    /// this node relays for others.
+    pub(crate) fn config(&self, relay: bool) -> ConfigBuilder {
+        let config = Config::builder()
             .bootstrap_peers(self.bootstrap_addresses())
             .kad_protocol(self.kad_protocol.clone())
             .replication_factor(self.replication_factor)
@@ -193,12 +261,23 @@ impl NodeArgs {
                     .min(self.max_routing_peers_per_subnet as usize),
             })
             .agent_version(concat!("ns-dht-native/", env!("CARGO_PKG_VERSION")))
+            .relay_server((relay || self.relay.relay).then(|| self.relay.limits()));
+        if self.serve_through_relay {
+            // Its own addresses are not reachable: only the circuits are.
+            config
+                .server_mode(ServerMode::Relayed)
+                .advertise_listen_addresses(false)
+        } else {
+            config
+        }
     }
 
     /// The addresses to listen on: `--listen` if given, else `set` on
     /// `--ip`.
     pub(crate) fn listen_addresses(&self, set: impl FnOnce(IpAddr) -> ListenSet) -> Vec<Multiaddr> {
-        if self.listen.is_empty() {
+        if self.listen.is_empty() && self.serve_through_relay {
+            Vec::new()
+        } else if self.listen.is_empty() {
             set(self.ip).addresses()
         } else {
             self.listen.clone()
@@ -241,6 +320,11 @@ pub(crate) struct BootstrapArgs {
     /// `.webrtc.pem` appended to its name.
     #[arg(long, value_name = "PATH")]
     pub(crate) webrtc_cert: Option<PathBuf>,
+
+    /// Do not relay for others. Browser tabs can then not serve the DHT
+    /// through this node.
+    #[arg(long, conflicts_with = "relay")]
+    pub(crate) no_relay: bool,
 
     /// Print the monitor summary this often; 0 turns it off.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]

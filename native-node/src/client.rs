@@ -43,14 +43,25 @@ pub(crate) async fn run(args: ClientArgs, output: Output) -> Result<(), Failure>
     // process that exits a moment later must not leave a dead entry in
     // other nodes' routing tables, which their lookups would wait on.
     let serving = matches!(operation, Operation::Run | Operation::Serve);
-    let (mode, set): (ServerMode, fn(_) -> ListenSet) = if serving {
-        (ServerMode::Always, ListenSet::serving)
-    } else {
-        (ServerMode::Never, ListenSet::querying)
+    let (mode, set): (ServerMode, fn(_) -> ListenSet) = match (
+        serving,
+        args.node.serve_through_relay,
+    ) {
+        (true, false) => (ServerMode::Always, ListenSet::serving),
+        (true, true) => (ServerMode::Relayed, ListenSet::serving),
+        (false, false) => (ServerMode::Never, ListenSet::querying),
+        (false, true) => {
+            return Err(Failure::usage(
+                "one-shot-cannot-serve",
+                anyhow!(
+                    "--serve-through-relay needs `client run` or `client serve`: a one-shot operation does not serve"
+                ),
+            ));
+        }
     };
     let config = args
         .node
-        .config()
+        .config(false)
         .server_mode(mode)
         .build()
         .map_err(Failure::input)?;

@@ -51,7 +51,7 @@ pub(crate) async fn run(args: LocalnetArgs, output: Output) -> Result<(), Failur
     }
 
     let bootstrap_key = load_identity(&args.node, None)?;
-    let config = args.node.config().build().map_err(Failure::input)?;
+    let config = args.node.config(true).build().map_err(Failure::input)?;
     let listen = ListenSet::bootstrap(args.node.ip, args.port).addresses();
     let bootstrap = start(
         &args.node,
@@ -94,7 +94,7 @@ pub(crate) async fn run(args: LocalnetArgs, output: Output) -> Result<(), Failur
         };
         let config = args
             .node
-            .config()
+            .config(false)
             .bootstrap_peer(join_address.clone())
             .discover_interval(Duration::from_secs(2))
             .build()

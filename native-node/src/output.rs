@@ -147,6 +147,13 @@ impl Output {
             Event::BootstrapPeerConnected { peer } => {
                 line(&format!("connected to bootstrap peer {peer}"))
             }
+            Event::RelayReserved { relay } => line(&format!("serving through relay /p2p/{relay}")),
+            Event::RelayReservationLost { relay, reason } => {
+                line(&format!("reservation on relay {relay} lost: {reason}"))
+            }
+            Event::ServingChanged { serving: false } => {
+                line("client only: no relay holds a reservation for this node")
+            }
             _ => {}
         }
     }

@@ -71,6 +71,14 @@ pub(crate) async fn stop(node: NativeNode) -> Result<(), Failure> {
 }
 
 pub(crate) async fn bootstrap(args: BootstrapArgs, output: Output) -> Result<(), Failure> {
+    if args.node.serve_through_relay {
+        return Err(Failure::usage(
+            "bootstrap-must-be-reachable",
+            anyhow!(
+                "--serve-through-relay is not for a bootstrap node: others join through its own address"
+            ),
+        ));
+    }
     let key_file = match &args.node.key_file {
         Some(path) => path.clone(),
         None => default_bootstrap_key().ok_or_else(|| {
@@ -95,7 +103,11 @@ pub(crate) async fn bootstrap(args: BootstrapArgs, output: Output) -> Result<(),
         "{} the WebRTC certificate",
         if created { "created" } else { "loaded" }
     );
-    let config = args.node.config().build().map_err(Failure::input)?;
+    let config = args
+        .node
+        .config(!args.no_relay)
+        .build()
+        .map_err(Failure::input)?;
     let listen = args
         .node
         .listen_addresses(|ip| ListenSet::bootstrap(ip, args.port));
@@ -140,7 +152,7 @@ pub(crate) async fn listener(args: MemberArgs, output: Output) -> Result<(), Fai
     let role = Role::Listener {
         namespace: args.namespace.clone(),
     };
-    let config = args.node.config().build().map_err(Failure::input)?;
+    let config = args.node.config(false).build().map_err(Failure::input)?;
     member(&args.node, &config, &role, output).await
 }
 
@@ -150,7 +162,7 @@ pub(crate) async fn dialer(args: DialerArgs, output: Output) -> Result<(), Failu
         namespace: args.member.namespace.clone(),
     };
     let config = node
-        .config()
+        .config(false)
         .discover_interval(args.discover_interval)
         .build()
         .map_err(Failure::input)?;

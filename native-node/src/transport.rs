@@ -38,8 +38,8 @@ fn failed<E: Into<Box<dyn Error + Send + Sync>>>(
     }
 }
 
-/// Builds the swarm with TCP, QUIC, WebRTC-direct, WebSocket and DNS over
-/// tokio. `certificate` is the WebRTC certificate, whose hash is part of the
+/// Builds the swarm with TCP, QUIC, WebRTC-direct, WebSocket, DNS and
+/// circuit relay v2 (dialing and listening through relays) over tokio. `certificate` is the WebRTC certificate, whose hash is part of the
 /// node's WebRTC address.
 pub async fn swarm(
     keypair: Keypair,
@@ -68,7 +68,9 @@ pub async fn swarm(
         .with_websocket(noise::Config::new, yamux::Config::default)
         .await
         .map_err(failed("WebSocket"))?
-        .with_behaviour(|key| Behaviour::new(key, config))
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(failed("the relay client"))?
+        .with_behaviour(|key, relay| Behaviour::with_relay_client(key, config, relay))
         .map_err(failed("the behaviour"))?
         .with_swarm_config(|base| config.swarm_config(base))
         .build();

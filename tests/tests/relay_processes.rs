@@ -1,0 +1,132 @@
+//! The `native-node` binary as a circuit relay, with real processes on
+//! 127.0.0.1: a bootstrap relays by default, and a listener that serves only
+//! through it (`--serve-through-relay`, as a browser tab would) is found
+//! and linked to by a dialer.
+
+use std::time::Duration;
+
+use dht_tests::process::{NodeProcess, error_code, run_once, temp_dir};
+use serde_json::Value;
+
+const LONG: Duration = Duration::from_secs(40);
+
+fn is_link(event: &Value, peer: &str) -> bool {
+    event["type"] == "namespace-linked" && event["peer"] == peer
+}
+
+#[test]
+fn a_dialer_links_to_a_listener_that_is_reachable_only_through_the_relay() {
+    let dir = temp_dir("relayed-member");
+    let key = dir.join("bootstrap.key");
+    let mut boot = NodeProcess::start(
+        "relay-bootstrap",
+        &[
+            "bootstrap",
+            "--key-file",
+            key.to_str().expect("utf-8 path"),
+            "--report-interval",
+            "0",
+            "--no-http",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ],
+    );
+    let boot_started = boot.started();
+    let boot_address = boot_started.address("tcp");
+
+    let mut listener = NodeProcess::start(
+        "relayed-listener",
+        &[
+            "listener",
+            "--namespace",
+            "chat",
+            "--bootstrap",
+            &boot_address,
+            "--serve-through-relay",
+        ],
+    );
+    let listener_started = listener.started();
+    assert!(
+        listener_started.addresses.is_empty(),
+        "it listens on nothing of its own: {:?}",
+        listener_started.addresses
+    );
+    let reserved = listener.wait_for(LONG, "a reservation on the bootstrap", |e| {
+        e["type"] == "relay-reserved"
+    });
+    assert_eq!(reserved["relay"], boot_started.peer_id.as_str());
+    listener.wait_for(LONG, "serving through the relay", |e| {
+        e["type"] == "serving-changed" && e["serving"] == true
+    });
+
+    let mut dialer = NodeProcess::start(
+        "direct-dialer",
+        &[
+            "dialer",
+            "--namespace",
+            "chat",
+            "--bootstrap",
+            &boot_address,
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--discover-interval",
+            "1s",
+        ],
+    );
+    let dialer_id = dialer.started().peer_id;
+    let discovered = dialer.wait_for(LONG, "the relayed listener is discovered", |e| {
+        e["type"] == "namespace-peer-discovered" && e["peer"] == listener_started.peer_id.as_str()
+    });
+    let addresses = discovered["addresses"].as_array().expect("addresses");
+    assert!(
+        !addresses.is_empty()
+            && addresses.iter().all(|a| {
+                let a = a.as_str().expect("a string");
+                a.contains("/p2p-circuit") && a.contains(&boot_started.peer_id)
+            }),
+        "its registration carries circuit addresses through the relay: {addresses:?}"
+    );
+    let link = dialer.wait_for(LONG, "a link to the relayed listener", |e| {
+        is_link(e, &listener_started.peer_id)
+    });
+    assert_eq!(link["outbound"], true);
+    listener.wait_for(LONG, "the listener accepts the dialer's link", |e| {
+        is_link(e, &dialer_id) && e["outbound"] == false
+    });
+
+    assert!(listener.terminate().success());
+    assert!(dialer.terminate().success());
+    assert!(boot.terminate().success());
+}
+
+#[test]
+fn serving_through_a_relay_is_refused_where_it_cannot_work() {
+    let dir = temp_dir("relayed-refusals");
+    let key = dir.join("bootstrap.key");
+    let (status, stdout, _) = run_once(&[
+        "--json",
+        "bootstrap",
+        "--key-file",
+        key.to_str().expect("utf-8 path"),
+        "--serve-through-relay",
+    ]);
+    assert_eq!(status.code(), Some(2));
+    assert_eq!(
+        error_code(&stdout).as_deref(),
+        Some("bootstrap-must-be-reachable")
+    );
+    let (status, stdout, _) = run_once(&[
+        "--json",
+        "client",
+        "--bootstrap",
+        "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWRBhwfeP2Y4TCx1SM6s9rUoHhR5STiGwxBhgFRcw3UERE",
+        "--serve-through-relay",
+        "closest",
+        "x",
+    ]);
+    assert_eq!(status.code(), Some(2));
+    assert_eq!(
+        error_code(&stdout).as_deref(),
+        Some("one-shot-cannot-serve")
+    );
+}

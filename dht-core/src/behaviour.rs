@@ -40,8 +40,33 @@ pub struct Behaviour {
     pub(crate) ping: ping::Behaviour,
     pub(crate) namespace: request_response::Behaviour<NamespaceCodec>,
     pub(crate) keep_alive: keep_alive::Behaviour,
-    pub(crate) relay: Toggle<relay::Behaviour>,
+    pub(crate) relay: Toggle<RelayServer>,
     pub(crate) relay_client: Toggle<relay::client::Behaviour>,
+}
+
+/// libp2p's relay server on native hosts. A browser cannot accept the
+/// connections a relay needs, so its build carries no relay server code.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) type RelayServer = relay::Behaviour;
+/// See the native definition.
+#[cfg(target_arch = "wasm32")]
+pub(crate) type RelayServer = libp2p::swarm::dummy::Behaviour;
+
+#[cfg(not(target_arch = "wasm32"))]
+fn relay_server(
+    local: libp2p::PeerId,
+    limits: Option<crate::config::RelayLimits>,
+) -> Option<RelayServer> {
+    limits.map(|limits| relay::Behaviour::new(local, limits.to_libp2p()))
+}
+
+/// The configuration refuses a relay server in the browser.
+#[cfg(target_arch = "wasm32")]
+fn relay_server(
+    _local: libp2p::PeerId,
+    _limits: Option<crate::config::RelayLimits>,
+) -> Option<RelayServer> {
+    None
 }
 
 impl Behaviour {
@@ -130,10 +155,7 @@ impl Behaviour {
             ping: ping::Behaviour::new(ping::Config::new().with_interval(config.ping_interval)),
             namespace,
             keep_alive: keep_alive::Behaviour::new(bounds.max_pinned_by_others),
-            relay: config
-                .relay_server
-                .map(|limits| relay::Behaviour::new(local_peer_id, limits.to_libp2p()))
-                .into(),
+            relay: relay_server(local_peer_id, config.relay_server).into(),
             relay_client: relay_client.into(),
         }
     }

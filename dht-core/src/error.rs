@@ -106,11 +106,16 @@ pub enum ConfigError {
         /// The address given.
         address: Multiaddr,
     },
+    /// A browser was asked to relay for others, which it cannot: nobody can
+    /// dial it.
+    #[error("a browser node cannot relay for others: nobody can dial it")]
+    RelayInBrowser,
 }
 
 impl ErrorCode for ConfigError {
     fn code(&self) -> &'static str {
         match self {
+            ConfigError::RelayInBrowser => "relay-in-browser",
             ConfigError::InvalidProtocol { .. } => "invalid-protocol",
             ConfigError::Zero { .. } => "zero-setting",
             ConfigError::RefreshNotBeforeTtl { .. } => "refresh-not-before-ttl",

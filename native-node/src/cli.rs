@@ -208,6 +208,15 @@ pub(crate) struct RelayArgs {
     /// Bytes one circuit may carry each way before it is cut.
     #[arg(long, value_name = "BYTES", default_value_t = RelayLimits::default().max_circuit_bytes)]
     pub(crate) relay_circuit_bytes: u64,
+
+    /// Circuits one peer may open per minute (each DHT lookup that meets a
+    /// relayed node opens one).
+    #[arg(long, value_name = "N", default_value_t = RelayLimits::default().circuits_per_peer_per_minute)]
+    pub(crate) relay_circuits_per_peer_per_minute: u32,
+
+    /// Circuits one IP address may open per minute.
+    #[arg(long, value_name = "N", default_value_t = RelayLimits::default().circuits_per_ip_per_minute)]
+    pub(crate) relay_circuits_per_ip_per_minute: u32,
 }
 
 impl RelayArgs {
@@ -221,6 +230,8 @@ impl RelayArgs {
             max_circuits_per_peer: self.relay_max_circuits_per_peer,
             max_circuit_duration: self.relay_circuit_duration,
             max_circuit_bytes: self.relay_circuit_bytes,
+            circuits_per_peer_per_minute: self.relay_circuits_per_peer_per_minute,
+            circuits_per_ip_per_minute: self.relay_circuits_per_ip_per_minute,
         }
     }
 }

@@ -231,7 +231,8 @@ impl ConfigBuilder {
 
     /// Relay for others (circuit relay v2) within `limits`, or not at all
     /// (`None`). Default `None`; the native host turns it on for bootstrap
-    /// nodes, since every tab is connected to one.
+    /// nodes, since every tab is connected to one. A browser cannot relay:
+    /// there `build` refuses it.
     pub fn relay_server(mut self, limits: Option<RelayLimits>) -> Self {
         self.config.relay_server = limits;
         self
@@ -384,6 +385,9 @@ impl ConfigBuilder {
             .find(|(_, n)| *n == 0)
         {
             return Err(ConfigError::Zero { field });
+        }
+        if cfg!(target_arch = "wasm32") && config.relay_server.is_some() {
+            return Err(ConfigError::RelayInBrowser);
         }
         if config.namespace_refresh_interval >= config.namespace_ttl {
             return Err(ConfigError::RefreshNotBeforeTtl {

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use libp2p::relay;
-
 /// Bounds of a circuit relay v2 server: what nodes nobody can dial (browser
 /// tabs) may hold on it. Every one is enforced by libp2p's relay; the
 /// defaults are sized for DHT traffic, whose connections live for hours and
@@ -19,11 +17,16 @@ use libp2p::relay;
 ///   what a tab can do: 1 hour and 16 MiB, where libp2p's 2 minutes and
 ///   128 KiB would cut a DHT connection every few lookups.
 ///
+/// - circuits are opened at a DHT's pace: every lookup that meets a relayed
+///   node opens one, so a peer may open 300 a minute and an IP address 1,200
+///   (libp2p's 30 per peer per 2 minutes and 60 per IP per minute refuse a
+///   busy node, and every tab of a household behind one address, within
+///   a minute).
+///
 /// Reservations per IP address are bounded too: each reservation rides an
 /// inbound connection, of which one address may hold
-/// [`super::ConnectionLimits::max_incoming_per_ip`]; libp2p's rate limits
-/// (30 reservations per peer per 2 minutes, 60 per IP per minute, and the
-/// same for circuits) stay on.
+/// [`super::ConnectionLimits::max_incoming_per_ip`]; libp2p's reservation
+/// rate limits (30 per peer per 2 minutes, 60 per IP per minute) stay on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RelayLimits {
     /// Reservations held at once, in total. Default 1,024.
@@ -41,6 +44,10 @@ pub struct RelayLimits {
     pub max_circuit_duration: Duration,
     /// How many bytes one circuit may carry (each way). Default 16 MiB.
     pub max_circuit_bytes: u64,
+    /// Circuits one peer may open per minute. Default 300.
+    pub circuits_per_peer_per_minute: u32,
+    /// Circuits one IP address may open per minute. Default 1,200.
+    pub circuits_per_ip_per_minute: u32,
 }
 
 impl Default for RelayLimits {
@@ -53,13 +60,15 @@ impl Default for RelayLimits {
             max_circuits_per_peer: 64,
             max_circuit_duration: Duration::from_secs(60 * 60),
             max_circuit_bytes: 16 * 1024 * 1024,
+            circuits_per_peer_per_minute: 300,
+            circuits_per_ip_per_minute: 1200,
         }
     }
 }
 
 impl RelayLimits {
     /// The settings that must not be zero, by name.
-    pub(crate) fn counts(&self) -> [(&'static str, usize); 7] {
+    pub(crate) fn counts(&self) -> [(&'static str, usize); 9] {
         let nonzero = |d: Duration| usize::from(!d.is_zero());
         [
             ("max relay reservations", self.max_reservations),
@@ -78,12 +87,24 @@ impl RelayLimits {
                 "relay circuit bytes",
                 usize::from(self.max_circuit_bytes != 0),
             ),
+            (
+                "relay circuits per peer per minute",
+                self.circuits_per_peer_per_minute as usize,
+            ),
+            (
+                "relay circuits per IP per minute",
+                self.circuits_per_ip_per_minute as usize,
+            ),
         ]
     }
 
     /// libp2p's relay configuration with these limits and its rate limits.
-    pub(crate) fn to_libp2p(self) -> relay::Config {
-        relay::Config {
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn to_libp2p(self) -> libp2p::relay::Config {
+        use std::num::NonZeroU32;
+        let per_minute = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        let minute = Duration::from_secs(60);
+        libp2p::relay::Config {
             max_reservations: self.max_reservations,
             // libp2p refuses only once a peer holds *more* than its per-peer
             // bound, so it is given one less to enforce ours exactly.
@@ -93,8 +114,13 @@ impl RelayLimits {
             max_circuits_per_peer: self.max_circuits_per_peer.saturating_sub(1),
             max_circuit_duration: self.max_circuit_duration,
             max_circuit_bytes: self.max_circuit_bytes,
-            ..relay::Config::default()
+            // Ours replace libp2p's circuit rate limits; its reservation
+            // rate limits stay.
+            circuit_src_rate_limiters: Vec::new(),
+            ..libp2p::relay::Config::default()
         }
+        .circuit_src_per_peer(per_minute(self.circuits_per_peer_per_minute), minute)
+        .circuit_src_per_ip(per_minute(self.circuits_per_ip_per_minute), minute)
     }
 }
 
@@ -102,3 +128,44 @@ impl RelayLimits {
 /// holds reservations on at once. Default 2, so that losing one relay does
 /// not unplug it.
 pub const DEFAULT_RELAY_RESERVATIONS: usize = 2;
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::{Config, ErrorCode};
+
+    #[test]
+    fn the_relay_enforces_exactly_the_limits_given() {
+        let limits = RelayLimits::default();
+        let relay = limits.to_libp2p();
+        assert_eq!(relay.max_reservations, 1024);
+        // libp2p refuses above its per-peer figures, not at them.
+        assert_eq!(relay.max_reservations_per_peer + 1, 2);
+        assert_eq!(relay.max_circuits_per_peer + 1, 64);
+        assert_eq!(relay.max_circuit_duration, Duration::from_secs(3600));
+        assert_eq!(relay.max_circuit_bytes, 16 * 1024 * 1024);
+        assert_eq!(
+            relay.circuit_src_rate_limiters.len(),
+            2,
+            "per peer and per IP"
+        );
+        assert_eq!(relay.reservation_rate_limiters.len(), 2, "libp2p's stay");
+    }
+
+    #[test]
+    fn a_relay_limit_of_zero_is_refused_by_name() {
+        let limits = RelayLimits {
+            circuits_per_ip_per_minute: 0,
+            ..RelayLimits::default()
+        };
+        let error = Config::builder()
+            .relay_server(Some(limits))
+            .build()
+            .expect_err("zero is refused");
+        assert_eq!(error.code(), "zero-setting");
+        assert_eq!(
+            error.to_string(),
+            "relay circuits per IP per minute must not be zero"
+        );
+    }
+}

@@ -70,7 +70,14 @@ impl Node {
                 self.relays
                     .on_listen_started(relay, listener, Instant::now(), &mut self.actions);
             }
-            Action::SetKadMode(mode) => behaviour.kad.set_mode(Some(mode)),
+            Action::SetKadMode(mode) => {
+                behaviour.kad.set_mode(Some(mode));
+                // Identify pushes a change of protocols only on connections
+                // whose first exchange is over; a switch during it would go
+                // unseen for the identify interval (5 minutes).
+                let connected: Vec<_> = self.swarm.connected_peers().copied().collect();
+                self.swarm.behaviour_mut().identify.push(connected);
+            }
             Action::Query { query, pending } => self.start_query(query, pending),
             Action::FinishQuery(id) => finish_query(&mut behaviour.kad, id),
             Action::StopProviding(key) => behaviour.kad.stop_providing(&key),

@@ -145,6 +145,12 @@ impl RelayServerCounts {
         }
     }
 
+    #[cfg(target_arch = "wasm32")]
+    fn on(&mut self, event: &std::convert::Infallible) {
+        match *event {}
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
     fn on(&mut self, event: &libp2p::relay::Event) {
         use libp2p::relay::Event as Relay;
         match event {

@@ -76,8 +76,29 @@ function onEvent(event) {
     case "bootstrapped":
       step("joined");
       break;
+    case "relay-reserved":
+    case "relay-reservation-lost":
+    case "serving-changed":
+      showServing(event);
+      break;
   }
   queueRefresh();
+}
+
+// Whether this tab answers DHT requests, and why (not).
+function showServing(event) {
+  const node = window.nsDht.node;
+  const serving = node ? node.serving : event.type === "relay-reserved";
+  const relays = node ? node.relays : [event.relay];
+  document.body.dataset.serving = String(serving);
+  if (serving) {
+    step("serving");
+    $("serving").textContent = `serving through relay ${relays.map((r) => `/p2p/${r}`).join(" and ")}: other nodes dial this tab through it, route lookups to it and store records here`;
+  } else if (event?.type === "relay-reservation-lost") {
+    $("serving").textContent = `client only: the reservation on ${short(event.relay)} ended (${event.reason.code}: ${event.reason.message}); trying again`;
+  } else {
+    $("serving").textContent = "client only: waiting for a relay reservation";
+  }
 }
 
 function queueRefresh() {
@@ -138,9 +159,12 @@ function drawRecords(records) {
     row.insertCell().textContent = shown(record.value);
     row.insertCell().textContent = record.owner ? short(record.owner) : "– (by content)";
     row.insertCell().textContent = record.seq ?? "–";
+    row.insertCell().textContent = record.forOthers ? "others" : "this tab";
     row.insertCell().textContent = record.expiresInMs == null ? "never" : `${Math.round(record.expiresInMs / 3600000)} h`;
   }
   $("records-empty").hidden = records.length > 0;
+  const forOthers = records.filter((r) => r.forOthers).length;
+  $("records-summary").textContent = `${records.length} held, ${forOthers} for others`;
 }
 
 async function refresh() {
@@ -207,7 +231,8 @@ function wireForms() {
         showResult($("ns-result"), true, `${peers.length} members of "${name}" found in ${ms.toFixed(1)} ms`);
         list.replaceChildren(...peers.map((p) => {
           const item = document.createElement("li");
-          item.textContent = `${p.peerId} ${p.addresses.length ? p.addresses.join(" ") : "(a browser tab: no address)"}`;
+          const relayed = p.addresses.length > 0 && p.addresses.every((a) => a.includes("/p2p-circuit"));
+          item.textContent = `${p.peerId} ${p.addresses.length ? p.addresses.join(" ") : "(no address yet)"}${relayed ? " (reached through a relay)" : ""}`;
           return item;
         }));
       }
@@ -243,6 +268,7 @@ async function main() {
       : "ephemeral: a reload makes a new peer id";
     $("joined-in").textContent = `${window.nsDht.timings.joinedMs.toFixed(0)} ms after the page started loading`;
     setState("joined", `over ${node.transport}`);
+    showServing({ type: "joined" });
     await refresh();
     setInterval(queueRefresh, 5000);
   } catch (error) {

@@ -7,9 +7,10 @@
 // 3. Opens the page itself in Debian's Chromium (playwright-core, no browser
 //    download), over WebSocket and over WebRTC-direct: waits until it shows it
 //    joined, puts a record through its form and reads the native record
-//    through it, checks from a native node that the page's record is there,
-//    checks that a reload keeps the tab's peer id, and saves screenshots to
-//    tests/artifacts/.
+//    through it, checks from a native node that the page's record is there;
+//    then opens two tabs of one browser: each gets its own peer id and serves
+//    through the bootstrap relay, and a reload keeps the peer id.
+//    Screenshots go to tests/artifacts/.
 //
 // Usage: node tests/browser/run.mjs   (scripts/test.sh builds what it needs)
 import { spawn, spawnSync } from "node:child_process";
@@ -133,6 +134,8 @@ async function main() {
     env: {
       ...process.env,
       CHROMEDRIVER: process.env.CHROMEDRIVER ?? "/usr/bin/chromedriver",
+      // The runner's default of 20 s is for the whole run, not per test.
+      WASM_BINDGEN_TEST_TIMEOUT: process.env.WASM_BINDGEN_TEST_TIMEOUT ?? "180",
       NS_DHT_TEST_BOOTSTRAP: browserAddresses.join(","),
       NS_DHT_TEST_HTTP: http.url,
       NS_DHT_TEST_NATIVE_KEY: nativeKey,
@@ -194,21 +197,48 @@ async function main() {
       await context.close();
     }
 
-    // A reload keeps the tab's identity (localStorage); a new profile does not.
-    const context = await browser.newContext();
-    const page = await context.newPage();
+    // Two tabs of one browser are two nodes: each takes its own identity
+    // slot (a Web Lock) and serves through the bootstrap relay; a reload
+    // keeps the peer id.
+    // A bootstrap of their own: tabs joining the first one after the tests
+    // above were seen to time out their first lookup (not yet explained;
+    // see BENCHMARKS.md).
+    const second = startNode("bootstrap-2", [
+      "bootstrap", "--key-file", join(data, "bootstrap-2.key"), "--port", "0", "--http-port", "0",
+      "--www", join(root, "www"), "--report-interval", "0",
+    ]);
+    const secondStarted = await second.waitFor("start-up", (l) => l.type === "started");
+    const secondHttp = await second.waitFor("the HTTP server", (l) => l.type === "http");
+    const context = await browser.newContext({ viewport: { width: 1200, height: 1000 } });
     const errors = [];
-    page.on("pageerror", (e) => {
-      if (e.message === KNOWN_UPSTREAM_ERROR && e.stack?.includes("RTCDataChannel")) knownUpstreamErrors += 1;
-      else errors.push(e.message);
-    });
-    await page.goto(http.url);
-    await page.waitForSelector('body[data-state="joined"]', { timeout: 30000 });
-    const first = await page.textContent("#peer-id");
-    await page.reload();
-    await page.waitForSelector('body[data-state="joined"]', { timeout: 30000 });
-    const second = await page.textContent("#peer-id");
-    if (first !== second) fail(`a reload changed the peer id: ${first} then ${second}`);
+    const tabs = [];
+    for (let i = 0; i < 2; i += 1) {
+      const page = await context.newPage();
+      page.on("pageerror", (e) => {
+        if (e.message === KNOWN_UPSTREAM_ERROR && e.stack?.includes("RTCDataChannel")) knownUpstreamErrors += 1;
+        else errors.push(e.message);
+      });
+      await page.goto(secondHttp.url);
+      await page.waitForSelector('body[data-state="joined"]', { timeout: 30000 }).catch(async () => {
+        fail(`tab ${i} did not join: ${await page.textContent("#state-line")}`);
+      });
+      await page.waitForSelector('body[data-serving="true"]', { timeout: 30000 }).catch(async () => {
+        fail(`tab ${i} does not serve: ${await page.textContent("#serving")}`);
+      });
+      tabs.push({ page, peerId: await page.textContent("#peer-id") });
+    }
+    if (tabs[0].peerId === tabs[1].peerId) fail(`two tabs share the peer id ${tabs[0].peerId}`);
+    for (const [i, tab] of tabs.entries()) {
+      const serving = await tab.page.textContent("#serving");
+      if (!serving.startsWith(`serving through relay /p2p/${secondStarted.peerId}`)) fail(`tab ${i} says: ${serving}`);
+      const steps = await tab.page.evaluate(() => window.nsDht.timings.steps);
+      console.log(`tab ${i}: joined ${steps.joined} ms, serving ${steps.serving} ms after navigation`);
+      await tab.page.screenshot({ path: join(artifacts, `tab-${i}-serving.png`), fullPage: true });
+    }
+    await tabs[0].page.reload();
+    await tabs[0].page.waitForSelector('body[data-state="joined"]', { timeout: 30000 });
+    const reloaded = await tabs[0].page.textContent("#peer-id");
+    if (reloaded !== tabs[0].peerId) fail(`a reload changed the peer id: ${tabs[0].peerId} then ${reloaded}`);
     if (errors.length) fail(`the page threw: ${errors.join("; ")}`);
     await context.close();
   } finally {

@@ -21,13 +21,17 @@
 //!
 //! # What a tab is in the DHT
 //!
-//! A browser cannot accept connections: nobody can dial a tab. A tab is
-//! therefore a Kademlia *client*: it looks records and peers up, writes and
-//! reads records, registers in and discovers namespaces, keeps the records it
-//! wrote in its own store, but it is not added to other nodes' routing tables
-//! and so neither stores records for others nor answers their lookups. It
-//! announces this (Kademlia client mode) so that native nodes do not add an
-//! entry they could never dial, which would slow every lookup near it.
+//! A browser cannot accept connections, so a tab serves the DHT through
+//! circuit relay v2: once joined it takes a reservation on the relays it is
+//! connected to (its bootstrap nodes relay by default; up to two), announces
+//! the `/p2p-circuit` addresses, and switches Kademlia to server mode. From
+//! then on it is a DHT node like any other: it enters routing tables, stores
+//! the records it is among the k closest to, answers lookups and holds
+//! namespace registrations; native nodes dial it through the relay. While
+//! no relay holds a reservation (none relays, or all are full) it is a
+//! Kademlia client and says so, so that nobody adds an entry it could never
+//! dial. `serving` and `relays` say which it is now; `serving-changed`,
+//! `relay-reserved` and `relay-reservation-lost` events say when it changes.
 #![cfg(target_arch = "wasm32")]
 
 mod identity;
@@ -78,6 +82,10 @@ struct StartOptions {
     /// `k`; must match the network. Default 20.
     #[serde(default)]
     replication_factor: Option<usize>,
+    /// Serve the DHT through relays once joined. Default true; false keeps
+    /// the tab a client that only queries.
+    #[serde(default)]
+    serve: Option<bool>,
 }
 
 /// Why [`DhtNode::start`] refused its options or could not set up.
@@ -184,6 +192,8 @@ struct State {
     transport: Option<String>,
     address: Option<String>,
     bootstrap: HashSet<PeerId>,
+    serving: bool,
+    relays: Vec<PeerId>,
 }
 
 /// Keeps what the tab shows of its connection, then hands `event` to the
@@ -213,6 +223,9 @@ impl State {
                 self.transport = None;
                 self.address = None;
             }
+            Event::ServingChanged { serving } => self.serving = *serving,
+            Event::RelayReserved { relay } => self.relays.push(*relay),
+            Event::RelayReservationLost { relay, .. } => self.relays.retain(|r| r != relay),
             _ => {}
         }
     }
@@ -279,12 +292,19 @@ impl DhtNode {
             .as_deref()
             .unwrap_or(identity::DEFAULT_STORAGE_KEY);
         let (keypair, identity_persisted) =
-            identity::load_or_create(storage_key, options.ephemeral).map_err(|e| js_error(&e))?;
+            identity::load_or_create(storage_key, options.ephemeral)
+                .await
+                .map_err(|e| js_error(&e))?;
 
+        let serve = options.serve.unwrap_or(true);
         let mut config = Config::builder()
             .bootstrap_peers(addresses)
-            // Nobody can dial a tab: see the crate docs.
-            .server_mode(ServerMode::Never)
+            // Nobody can dial a tab: it serves through relays, see the crate docs.
+            .server_mode(if serve {
+                ServerMode::Relayed
+            } else {
+                ServerMode::Never
+            })
             .advertise_listen_addresses(false)
             .agent_version(concat!("ns-dht-browser/", env!("CARGO_PKG_VERSION")));
         if let Some(k) = options.replication_factor {
@@ -308,7 +328,9 @@ impl DhtNode {
                 webrtc_websys::Transport::new(webrtc_websys::Config::new(key))
             })
             .map_err(|e| setup("WebRTC", e))?
-            .with_behaviour(|key| Behaviour::new(key, &config))
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| setup("the relay client", e))?
+            .with_behaviour(|key, relay| Behaviour::with_relay_client(key, &config, relay))
             .map_err(|e| setup("the node", e))?
             .with_swarm_config(|base| config.swarm_config(base))
             .build();
@@ -368,6 +390,24 @@ impl DhtNode {
     #[wasm_bindgen(getter, js_name = bootstrapAddress)]
     pub fn bootstrap_address(&self) -> Option<String> {
         self.state.borrow().address.clone()
+    }
+
+    /// Whether this tab answers DHT requests from others now: true while a
+    /// relay holds a reservation for it.
+    #[wasm_bindgen(getter)]
+    pub fn serving(&self) -> bool {
+        self.state.borrow().serving
+    }
+
+    /// The peer ids of the relays this tab is reachable through now.
+    #[wasm_bindgen(getter)]
+    pub fn relays(&self) -> Vec<String> {
+        self.state
+            .borrow()
+            .relays
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     /// Replaces the event callback.
@@ -459,8 +499,8 @@ impl DhtNode {
         })
     }
 
-    /// The other members of `namespace`: `[{ peerId, addresses }]` (no
-    /// addresses for other tabs, which cannot be dialed).
+    /// The other members of `namespace`: `[{ peerId, addresses }]` (other
+    /// tabs with their `/p2p-circuit` addresses).
     pub fn discover(&self, namespace: String) -> Promise {
         let handle = self.handle.clone();
         future_to_promise(async move {

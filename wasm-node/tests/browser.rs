@@ -123,6 +123,113 @@ async fn a_tab_joins_over_websocket() {
     call(node.stop()).await.expect("stops");
 }
 
+/// Waits `ms` milliseconds of browser time.
+async fn sleep(ms: i32) {
+    let promise = Promise::new(&mut |resolve, _| {
+        let window = web_sys::window().expect("a window");
+        window
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
+            .expect("a timer");
+    });
+    JsFuture::from(promise).await.expect("the timer fires");
+}
+
+/// Polls `check` every 100 ms for up to 20 s; `Err` with the last thing
+/// seen when it never passed.
+async fn eventually(mut check: impl AsyncFnMut() -> Result<(), String>) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..200 {
+        match check().await {
+            Ok(()) => return Ok(()),
+            Err(seen) => last = seen,
+        }
+        sleep(100).await;
+    }
+    Err(last)
+}
+
+/// The peer id at the end of the first bootstrap address.
+fn bootstrap_peer() -> String {
+    let first = bootstrap().get(0).as_string().expect("an address");
+    first
+        .rsplit("/p2p/")
+        .next()
+        .expect("a /p2p/ suffix")
+        .to_owned()
+}
+
+#[wasm_bindgen_test]
+async fn a_tab_serves_through_its_bootstrap_and_holds_records_for_others() {
+    let tab = start(Some("websocket")).await;
+    eventually(async || match tab.serving() {
+        true => Ok(()),
+        false => Err("not serving".into()),
+    })
+    .await
+    .expect("the tab serves through the relay");
+    assert_eq!(tab.relays(), vec![bootstrap_peer()]);
+    let report = call(tab.report()).await.expect("a report");
+    assert_eq!(field(&report, "serving"), JsValue::TRUE);
+
+    // Another tab finds the first through the DHT, at its circuit address.
+    let other = start(Some("webrtc-direct")).await;
+    let tab_id = tab.peer_id();
+    let found = eventually(async || {
+        let peers = call(other.closest_peers(tab_id.clone()))
+            .await
+            .map_err(|e| message(&e))?;
+        let peers: Array = peers.dyn_into().expect("an array");
+        let found = peers.iter().any(|p| {
+            field(&p, "peerId").as_string().as_deref() == Some(tab_id.as_str())
+                && field(&p, "addresses").dyn_into::<Array>().is_ok_and(|a| {
+                    a.iter().any(|a| {
+                        a.as_string().is_some_and(|a| {
+                            a.contains("/p2p-circuit") && a.contains(&bootstrap_peer())
+                        })
+                    })
+                })
+        });
+        match found {
+            true => Ok(()),
+            false => Err(String::from(js_sys::JSON::stringify(&peers).expect("JSON"))),
+        }
+    })
+    .await;
+    if let Err(seen) = found {
+        panic!("the other tab does not find the first at a circuit address; last lookup: {seen}");
+    }
+
+    // In a network this small the serving tab is among the k closest to
+    // any key: it stores what another node writes.
+    let stored = call(other.put_immutable(unique("for others").into()))
+        .await
+        .map_err(|e| message(&e))
+        .expect("put succeeds");
+    let key = field(&stored, "key");
+    let held = eventually(async || {
+        let records: Array = call(tab.records())
+            .await
+            .map_err(|e| message(&e))?
+            .dyn_into()
+            .expect("an array");
+        let held = records.iter().any(|r| {
+            text(&field(&r, "key")) == text(&key) && field(&r, "forOthers") == JsValue::TRUE
+        });
+        match held {
+            true => Ok(()),
+            false => Err(String::from(
+                js_sys::JSON::stringify(&records).expect("JSON"),
+            )),
+        }
+    })
+    .await;
+    if let Err(records) = held {
+        panic!("the serving tab does not hold the other's record: {records}");
+    }
+    call(other.stop()).await.expect("stops");
+    call(tab.stop()).await.expect("stops");
+}
+
 #[wasm_bindgen_test]
 async fn a_tab_joins_over_webrtc_direct() {
     let node = start(Some("webrtc-direct")).await;

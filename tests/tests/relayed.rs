@@ -211,3 +211,58 @@ fn a_relay_at_its_reservation_limit_refuses_the_next_node_with_a_clear_reason() 
         net.shutdown().await;
     });
 }
+
+#[test]
+fn a_relayed_node_stops_serving_when_its_relay_dies_and_serves_again_when_it_returns() {
+    let pool = pool();
+    run(Duration::from_secs(90), "relay restart", async {
+        let mut net = network(&pool, 20, RelayLimits::default(), 1, 1).await;
+        let tab = net.nodes()[2].clone();
+        let mut events = tab.handle.subscribe().await.expect("running");
+        let relay = net.nodes()[0].peer_id;
+
+        let down = std::time::Instant::now();
+        net.restart(
+            0,
+            Config::builder().relay_server(Some(RelayLimits::default())),
+        )
+        .await
+        .expect("the relay restarts");
+        let mut lost = None;
+        within(
+            PATIENCE,
+            "the tab serves again through the restarted relay",
+            async {
+                while let Some(event) = events.next().await {
+                    match event {
+                        Event::RelayReservationLost {
+                            relay: from,
+                            reason,
+                        } if from == relay => {
+                            assert_eq!(reason.code(), "relay-disconnected");
+                            lost = Some(down.elapsed());
+                        }
+                        Event::ServingChanged { serving: false } => {
+                            assert!(lost.is_some(), "client mode follows the loss");
+                        }
+                        Event::RelayReserved { relay: from } if from == relay => {
+                            assert!(lost.is_some(), "the reservation was lost first");
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+            },
+        )
+        .await;
+        eprintln!(
+            "relay restart: reservation lost {:?} and taken again {:?} after the restart began",
+            lost.unwrap_or_default(),
+            down.elapsed()
+        );
+        let report = tab.handle.network_report().await.expect("running");
+        assert!(report.serving);
+        assert_eq!(report.relayed_by, vec![relay]);
+        net.shutdown().await;
+    });
+}

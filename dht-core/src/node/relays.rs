@@ -6,8 +6,9 @@
 //! A relay is any peer this node dialed (not through a relay) whose
 //! identify lists the circuit relay v2 hop protocol. Up to `wanted` relays
 //! are held at once, so that losing one does not unplug the node; a relay
-//! that refused or dropped a reservation is asked again only after
-//! [`RETRY_DELAY`], and others are tried meanwhile. libp2p's relay client
+//! that refused or failed a reservation is asked again only after
+//! [`RETRY_DELAY`], and others are tried meanwhile; one whose connection
+//! closed is asked again as soon as it is reconnected. libp2p's relay client
 //! renews a held reservation on its own before it expires.
 
 use std::{collections::HashMap, time::Duration};
@@ -26,7 +27,7 @@ use super::{
 };
 use crate::event::{Event, RelayLost};
 
-/// How long a relay that refused or dropped this node's reservation is left
+/// How long a relay that refused or failed this node's reservation is left
 /// alone before it is asked again.
 pub(crate) const RETRY_DELAY: Duration = Duration::from_secs(30);
 
@@ -228,7 +229,11 @@ impl Relays {
         for address in reservation.addresses {
             out.push(Action::RemoveExternalAddress(address));
         }
-        self.resting.insert(relay, now + RETRY_DELAY);
+        // A relay that went away is asked again as soon as it is back (its
+        // identify says so); one that refused or failed is left to rest.
+        if !matches!(reason, RelayLost::Disconnected) {
+            self.resting.insert(relay, now + RETRY_DELAY);
+        }
         out.emit(Event::RelayReservationLost { relay, reason });
         if self.serving && !self.reservations.values().any(|r| r.held) {
             self.serving = false;
@@ -396,6 +401,7 @@ mod tests {
         assert!(relays.on_new_address(listener, &circuit, &mut out));
         out.drain();
 
+        relays.on_disconnected(&peers[0]);
         relays.on_listener_closed(listener, RelayLost::Disconnected, now, &mut out);
         let actions = out.drain();
         assert!(
@@ -444,6 +450,21 @@ mod tests {
             None,
             "nothing missing, nothing to wake for"
         );
+    }
+
+    #[test]
+    fn a_relay_that_went_away_is_asked_again_as_soon_as_it_is_back() {
+        let now = Instant::now();
+        let (mut relays, peers, mut out) = with_relays(1, 1, now);
+        let listener = ListenerId::next();
+        relays.on_listen_started(peers[0], Some(listener), now, &mut out);
+        relays.on_accepted(peers[0], &mut out);
+        relays.on_disconnected(&peers[0]);
+        relays.on_listener_closed(listener, RelayLost::Disconnected, now, &mut out);
+        out.drain();
+        relays.on_connected(peers[0], &dialed("/ip4/10.0.0.0/tcp/4001/ws"));
+        relays.on_identify(peers[0], true, now, &mut out);
+        assert_eq!(asked(&mut out).len(), 1, "no rest after a disconnection");
     }
 
     #[test]

@@ -132,7 +132,7 @@ impl Behaviour {
         );
 
         let namespace = request_response::Behaviour::with_codec(
-            NamespaceCodec,
+            NamespaceCodec::new(config.message_limits.max_bytes),
             [(NAMESPACE_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(config.handshake_timeout)

@@ -191,6 +191,15 @@ pub enum Event {
         #[cfg_attr(feature = "serde", serde(serialize_with = "ser::error"))]
         reason: LinkLost,
     },
+    /// A linked peer sent a message (see [`crate::message`]).
+    MessageReceived {
+        /// The sender.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
+        from: PeerId,
+        /// What it sent.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::data"))]
+        data: Vec<u8>,
+    },
     /// A relay accepted this node's reservation: peers reach it at the
     /// relay's `/p2p-circuit` addresses (renewals are not reported).
     RelayReserved {

@@ -25,6 +25,7 @@ use crate::{
         NodeStopped, PutRecordError, RegisterError,
     },
     event::Event,
+    message::MessageError,
     namespace::Namespace,
     record::{Quorum, StoreLimits, Write, check_key, check_record_key, check_value},
     report::{Link, NetworkReport, Registration, RoutingTable, StoredRecord},
@@ -176,6 +177,11 @@ pub(crate) enum Command {
         peer: PeerAddresses,
         reply: Reply<Result<RoleKind, LinkError>>,
     },
+    SendMessage {
+        peer: PeerId,
+        data: Vec<u8>,
+        reply: Reply<Result<(), MessageError>>,
+    },
     Dial {
         address: Multiaddr,
         reply: Reply<Result<PeerId, DialError>>,
@@ -221,6 +227,7 @@ pub struct NodeHandle {
     local_peer_id: PeerId,
     commands: mpsc::Sender<Command>,
     limits: Arc<StoreLimits>,
+    max_message_bytes: usize,
 }
 
 impl NodeHandle {
@@ -228,11 +235,13 @@ impl NodeHandle {
         local_peer_id: PeerId,
         commands: mpsc::Sender<Command>,
         limits: Arc<StoreLimits>,
+        max_message_bytes: usize,
     ) -> Self {
         Self {
             local_peer_id,
             commands,
             limits,
+            max_message_bytes,
         }
     }
 
@@ -370,6 +379,27 @@ impl NodeHandle {
         })
         .await
         .unwrap_or(Err(LinkError::NodeStopped))
+    }
+
+    /// Sends `data` to `peer`, which must be linked with this node (in any
+    /// namespace; see [`link`](Self::link)), and returns once it answered
+    /// that the message reached its application. A peer takes at most
+    /// [`crate::MessageLimits`] from each sender; see [`crate::message`].
+    pub async fn send_message(
+        &self,
+        peer: PeerId,
+        data: impl Into<Vec<u8>>,
+    ) -> Result<(), MessageError> {
+        let data = data.into();
+        if data.len() > self.max_message_bytes {
+            return Err(MessageError::TooLarge {
+                size: data.len(),
+                max: self.max_message_bytes,
+            });
+        }
+        self.call(|reply| Command::SendMessage { peer, data, reply })
+            .await
+            .unwrap_or(Err(MessageError::NodeStopped))
     }
 
     /// Connects to `address` and returns the peer found there.

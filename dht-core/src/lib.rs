@@ -99,6 +99,7 @@ mod host;
 pub mod ip_limits;
 pub mod kademlia;
 pub mod keep_alive;
+pub mod message;
 pub mod namespace;
 mod node;
 #[cfg(test)]
@@ -123,6 +124,7 @@ pub use event::{Event, LinkLost, RelayLost};
 pub use handle::{EventStream, GetRecordOk, NodeHandle, PeerAddresses, PutRecordOk, QueryStats};
 pub use host::{NodeTask, Running, start};
 pub use libp2p;
+pub use message::{MessageError, MessageLimits};
 pub use namespace::Namespace;
 pub use node::Node;
 pub use record::{Quorum, Write};

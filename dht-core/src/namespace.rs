@@ -36,7 +36,12 @@ use std::{fmt, io, str::FromStr};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, kad::RecordKey, request_response};
 
-use crate::{error::NamespaceError, handle::PeerAddresses, role::RoleKind};
+use crate::{
+    error::NamespaceError,
+    handle::PeerAddresses,
+    message::{MessageLimits, MessageStatus},
+    role::RoleKind,
+};
 
 /// The longest namespace name, in bytes of UTF-8.
 pub const MAX_NAMESPACE_LEN: usize = 128;
@@ -137,6 +142,8 @@ pub enum NamespaceRequest {
         /// The namespace.
         namespace: Namespace,
     },
+    /// A message for a linked peer (see [`crate::message`]).
+    Message(Vec<u8>),
 }
 
 /// The answer to a [`NamespaceRequest`].
@@ -153,6 +160,8 @@ pub enum NamespaceResponse {
     /// [`MAX_MEMBERS_PER_REPLY`], each with at most
     /// [`MAX_ADDRESSES_PER_MEMBER`] addresses.
     Members(Vec<PeerAddresses>),
+    /// What became of a message.
+    Message(MessageStatus),
 }
 
 /// Members sent in one [`NamespaceResponse::Members`] at most.
@@ -176,9 +185,28 @@ pub const MAX_ADDRESS_LEN: usize = 255;
 /// not registered: [1] [1]
 /// members reply:  [1] [2] [count: u16 BE, <= 256] count x
 ///                   ([peer id length] [peer id] [address count <= 8] address count x ([length] [address]))
+/// message:        [1] [2] [length: u32 BE, <= the codec's limit] [bytes]
+/// message status: [1] [3] [0 delivered | 1 not linked | 2 rate limited]
 /// ```
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NamespaceCodec;
+#[derive(Clone, Copy, Debug)]
+pub struct NamespaceCodec {
+    max_message_bytes: usize,
+}
+
+impl NamespaceCodec {
+    /// A codec that refuses messages above `max_message_bytes`, before
+    /// reading them.
+    pub fn new(max_message_bytes: usize) -> Self {
+        Self { max_message_bytes }
+    }
+}
+
+impl Default for NamespaceCodec {
+    /// Messages up to the default [`crate::MessageLimits::max_bytes`].
+    fn default() -> Self {
+        Self::new(MessageLimits::default().max_bytes)
+    }
+}
 
 fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.into())
@@ -308,6 +336,18 @@ impl request_response::Codec for NamespaceCodec {
             1 => Ok(NamespaceRequest::Members {
                 namespace: read_namespace(io).await?,
             }),
+            2 => {
+                let mut len = [0u8; 4];
+                io.read_exact(&mut len).await?;
+                let len = u32::from_be_bytes(len) as usize;
+                if len > self.max_message_bytes {
+                    return Err(invalid(format!(
+                        "a message of {len} bytes, above {}",
+                        self.max_message_bytes
+                    )));
+                }
+                Ok(NamespaceRequest::Message(read_bytes(io, len).await?))
+            }
             other => Err(invalid(format!("unknown request kind {other}"))),
         }
     }
@@ -326,6 +366,9 @@ impl request_response::Codec for NamespaceCodec {
             }),
             1 => Ok(NamespaceResponse::NotRegistered),
             2 => Ok(NamespaceResponse::Members(read_members(io).await?)),
+            3 => Ok(NamespaceResponse::Message(MessageStatus::from_wire(
+                read_u8(io).await?,
+            )?)),
             other => Err(invalid(format!("unknown response kind {other}"))),
         }
     }
@@ -349,6 +392,15 @@ impl request_response::Codec for NamespaceCodec {
                 message.push(1);
                 write_namespace(&mut message, &namespace)?;
             }
+            NamespaceRequest::Message(data) => {
+                let len = u32::try_from(data.len())
+                    .ok()
+                    .filter(|len| *len as usize <= self.max_message_bytes)
+                    .ok_or_else(|| invalid(format!("a message of {} bytes", data.len())))?;
+                message.push(2);
+                message.extend_from_slice(&len.to_be_bytes());
+                message.extend_from_slice(&data);
+            }
         }
         io.write_all(&message).await?;
         io.close().await
@@ -371,6 +423,7 @@ impl request_response::Codec for NamespaceCodec {
                 message.push(2);
                 write_members(&mut message, &members);
             }
+            NamespaceResponse::Message(status) => message.extend_from_slice(&[3, status.to_wire()]),
         }
         io.write_all(&message).await?;
         io.close().await
@@ -421,12 +474,12 @@ mod tests {
 
     async fn round_trip_request(request: NamespaceRequest) -> NamespaceRequest {
         let mut wire = Cursor::new(Vec::new());
-        NamespaceCodec
+        NamespaceCodec::default()
             .write_request(&NAMESPACE_PROTOCOL, &mut wire, request)
             .await
             .unwrap();
         let mut wire = Cursor::new(wire.into_inner());
-        NamespaceCodec
+        NamespaceCodec::default()
             .read_request(&NAMESPACE_PROTOCOL, &mut wire)
             .await
             .unwrap()
@@ -434,12 +487,12 @@ mod tests {
 
     async fn round_trip_response(response: NamespaceResponse) -> NamespaceResponse {
         let mut wire = Cursor::new(Vec::new());
-        NamespaceCodec
+        NamespaceCodec::default()
             .write_response(&NAMESPACE_PROTOCOL, &mut wire, response)
             .await
             .unwrap();
         let mut wire = Cursor::new(wire.into_inner());
-        NamespaceCodec
+        NamespaceCodec::default()
             .read_response(&NAMESPACE_PROTOCOL, &mut wire)
             .await
             .unwrap()
@@ -457,6 +510,8 @@ mod tests {
                 NamespaceRequest::Members {
                     namespace: namespace.clone(),
                 },
+                NamespaceRequest::Message(b"hello".to_vec()),
+                NamespaceRequest::Message(vec![0; MessageLimits::default().max_bytes]),
             ] {
                 assert_eq!(round_trip_request(request.clone()).await, request);
             }
@@ -478,9 +533,35 @@ mod tests {
                 NamespaceResponse::NotRegistered,
                 NamespaceResponse::Members(vec![]),
                 NamespaceResponse::Members(vec![member, tab]),
+                NamespaceResponse::Message(MessageStatus::Delivered),
+                NamespaceResponse::Message(MessageStatus::NotLinked),
+                NamespaceResponse::Message(MessageStatus::RateLimited),
             ] {
                 assert_eq!(round_trip_response(response.clone()).await, response);
             }
+        });
+    }
+
+    #[test]
+    fn a_message_above_the_limit_is_neither_written_nor_read() {
+        block_on(async {
+            let mut small = NamespaceCodec::new(4);
+            let error = small
+                .write_request(
+                    &NAMESPACE_PROTOCOL,
+                    &mut Cursor::new(Vec::new()),
+                    NamespaceRequest::Message(vec![0; 5]),
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+            let five = vec![1, 2, 0, 0, 0, 5, 0, 0, 0, 0, 0];
+            assert!(
+                small
+                    .read_request(&NAMESPACE_PROTOCOL, &mut Cursor::new(five))
+                    .await
+                    .is_err()
+            );
         });
     }
 
@@ -513,20 +594,22 @@ mod tests {
     fn garbage_from_a_peer_is_an_error_not_a_panic() {
         let protocol = NAMESPACE_PROTOCOL;
         let requests: &[&[u8]] = &[
-            b"",                    // nothing at all
-            &[9, 0, 2, 1, b'a'],    // unknown version
-            &[1, 7, 1, b'a'],       // unknown kind
-            &[1, 0, 99, 1, b'a'],   // unknown role
-            &[1, 0, 2, 0],          // empty name
-            &[1, 1, 200],           // length above the maximum
-            &[1, 0, 2, 5, b'a'],    // truncated name
-            &[1, 1, 2, 0xff, 0xfe], // not UTF-8
-            &[1, 0, 2, 1, b'\n'],   // control character
+            b"",                             // nothing at all
+            &[9, 0, 2, 1, b'a'],             // unknown version
+            &[1, 7, 1, b'a'],                // unknown kind
+            &[1, 0, 99, 1, b'a'],            // unknown role
+            &[1, 0, 2, 0],                   // empty name
+            &[1, 1, 200],                    // length above the maximum
+            &[1, 0, 2, 5, b'a'],             // truncated name
+            &[1, 1, 2, 0xff, 0xfe],          // not UTF-8
+            &[1, 0, 2, 1, b'\n'],            // control character
+            &[1, 2, 0xff, 0xff, 0xff, 0xff], // a 4 GiB message, refused unread
+            &[1, 2, 0, 0, 0, 3, b'a'],       // a truncated message
         ];
         for bytes in requests {
             let mut wire = Cursor::new(bytes.to_vec());
             assert!(
-                block_on(NamespaceCodec.read_request(&protocol, &mut wire)).is_err(),
+                block_on(NamespaceCodec::default().read_request(&protocol, &mut wire)).is_err(),
                 "accepted {bytes:?}"
             );
         }
@@ -538,11 +621,12 @@ mod tests {
             &[1, 2, 0x01, 0x01],          // 257 members
             &[1, 2, 0, 1, 3, 1, 2, 3, 0], // not a peer id
             &[1, 2, 0, 2],                // fewer members than announced
+            &[1, 3, 9],                   // unknown message status
         ];
         for bytes in responses {
             let mut wire = Cursor::new(bytes.to_vec());
             assert!(
-                block_on(NamespaceCodec.read_response(&protocol, &mut wire)).is_err(),
+                block_on(NamespaceCodec::default().read_response(&protocol, &mut wire)).is_err(),
                 "accepted {bytes:?}"
             );
         }

@@ -94,7 +94,7 @@ proptest! {
     #[test]
     fn namespace_messages_from_peers_never_panic(bytes in vec(any::<u8>(), 0..600)) {
         let protocol = NAMESPACE_PROTOCOL;
-        let _ = block_on(NamespaceCodec.read_request(&protocol, &mut Cursor::new(bytes.clone())));
-        let _ = block_on(NamespaceCodec.read_response(&protocol, &mut Cursor::new(bytes)));
+        let _ = block_on(NamespaceCodec::default().read_request(&protocol, &mut Cursor::new(bytes.clone())));
+        let _ = block_on(NamespaceCodec::default().read_response(&protocol, &mut Cursor::new(bytes)));
     }
 }

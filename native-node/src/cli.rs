@@ -350,6 +350,11 @@ pub(crate) struct MemberArgs {
     /// The namespace to register in.
     #[arg(long, value_name = "NAME", value_parser = parse_namespace)]
     pub(crate) namespace: Namespace,
+
+    /// Send TEXT to every peer this node links with, once linked. Messages
+    /// linked peers send are printed either way (`message-received`).
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) message: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -259,7 +259,7 @@ impl Operation {
             Operation::Run => {
                 let addresses = dialable_addresses(node, &[]).await;
                 output.started(dht_core::RoleKind::ClientHelper, node.peer_id(), &addresses);
-                print_until_signal(node, None, output).await;
+                print_until_signal(node, None, None, output).await;
                 return Ok(());
             }
             Operation::Serve => {

@@ -6,8 +6,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::anyhow;
 use dht_core::{
-    Config, Role, RoleKind,
-    libp2p::{Multiaddr, identity::Keypair},
+    Config, ErrorCode, Event, NodeHandle, Role, RoleKind,
+    error::chain,
+    libp2p::{Multiaddr, PeerId, identity::Keypair},
 };
 use futures::StreamExt;
 use native_node::{ListenSet, NativeNode, node::dialable_addresses};
@@ -153,7 +154,7 @@ pub(crate) async fn listener(args: MemberArgs, output: Output) -> Result<(), Fai
         namespace: args.namespace.clone(),
     };
     let config = args.node.config(false).build().map_err(Failure::input)?;
-    member(&args.node, &config, &role, output).await
+    member(&args.node, &config, &role, args.message.clone(), output).await
 }
 
 pub(crate) async fn dialer(args: DialerArgs, output: Output) -> Result<(), Failure> {
@@ -166,7 +167,7 @@ pub(crate) async fn dialer(args: DialerArgs, output: Output) -> Result<(), Failu
         .discover_interval(args.discover_interval)
         .build()
         .map_err(Failure::input)?;
-    member(node, &config, &role, output).await
+    member(node, &config, &role, args.member.message.clone(), output).await
 }
 
 /// Runs a namespace member (listener or dialer) until Ctrl-C or SIGTERM.
@@ -174,6 +175,7 @@ async fn member(
     node: &NodeArgs,
     config: &Config,
     role: &Role,
+    greeting: Option<String>,
     output: Output,
 ) -> Result<(), Failure> {
     let keypair = load_identity(node, None)?;
@@ -181,7 +183,9 @@ async fn member(
     let running = start(node, keypair, None, config, role, &listen).await?;
     let addresses = dialable_addresses(&running, &node.external).await;
     output.started(role.kind(), running.peer_id(), &addresses);
-    run_until_stopped(running, None, output).await
+    let mut running = running;
+    print_until_signal(&mut running, None, greeting, output).await;
+    stop(running).await
 }
 
 /// Prints events and, if asked, the monitor summary every `report_interval`,
@@ -191,15 +195,17 @@ async fn run_until_stopped(
     report_interval: Option<Duration>,
     output: Output,
 ) -> Result<(), Failure> {
-    print_until_signal(&mut node, report_interval, output).await;
+    print_until_signal(&mut node, report_interval, None, output).await;
     stop(node).await
 }
 
 /// Prints events and, if asked, the monitor summary every `report_interval`,
-/// until Ctrl-C, SIGTERM or the node's end.
+/// until Ctrl-C, SIGTERM or the node's end; sends `greeting` to every peer
+/// the node links with.
 pub(crate) async fn print_until_signal(
     node: &mut NativeNode,
     report_interval: Option<Duration>,
+    greeting: Option<String>,
     output: Output,
 ) {
     let mut report = report_interval.and_then(every);
@@ -208,7 +214,12 @@ pub(crate) async fn print_until_signal(
     loop {
         tokio::select! {
             event = node.events.next() => match event {
-                Some(event) => output.event(&event),
+                Some(event) => {
+                    output.event(&event);
+                    if let (Some(text), Event::NamespaceLinked { peer, .. }) = (&greeting, &event) {
+                        send_greeting(&node.handle, *peer, text.clone());
+                    }
+                }
                 None => break,
             },
             _ = tick(&mut report) => {
@@ -219,6 +230,17 @@ pub(crate) async fn print_until_signal(
             () = &mut shutdown => break,
         }
     }
+}
+
+/// Sends `text` to the newly linked `peer` without holding up the event loop;
+/// a failure is logged with its code.
+fn send_greeting(handle: &NodeHandle, peer: PeerId, text: String) {
+    let handle = handle.clone();
+    tokio::spawn(async move {
+        if let Err(error) = handle.send_message(peer, text).await {
+            tracing::warn!(%peer, code = error.code(), error = %chain(&error), "could not send the message");
+        }
+    });
 }
 
 /// A timer that ticks every `interval` from one interval on; none for 0.

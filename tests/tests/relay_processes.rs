@@ -1,7 +1,7 @@
 //! The `native-node` binary as a circuit relay, with real processes on
 //! 127.0.0.1: a bootstrap relays by default, and a listener that serves only
 //! through it (`--serve-through-relay`, as a browser tab would) is found
-//! and linked to by a dialer.
+//! and linked to by a dialer, and the two exchange messages (`--message`).
 
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ fn is_link(event: &Value, peer: &str) -> bool {
 }
 
 #[test]
-fn a_dialer_links_to_a_listener_that_is_reachable_only_through_the_relay() {
+fn a_dialer_links_to_and_talks_with_a_listener_reachable_only_through_the_relay() {
     let dir = temp_dir("relayed-member");
     let key = dir.join("bootstrap.key");
     let mut boot = NodeProcess::start(
@@ -43,6 +43,8 @@ fn a_dialer_links_to_a_listener_that_is_reachable_only_through_the_relay() {
             "--bootstrap",
             &boot_address,
             "--serve-through-relay",
+            "--message",
+            "hello dialer",
         ],
     );
     let listener_started = listener.started();
@@ -71,6 +73,8 @@ fn a_dialer_links_to_a_listener_that_is_reachable_only_through_the_relay() {
             "/ip4/127.0.0.1/tcp/0",
             "--discover-interval",
             "1s",
+            "--message",
+            "hello listener",
         ],
     );
     let dialer_id = dialer.started().peer_id;
@@ -93,6 +97,14 @@ fn a_dialer_links_to_a_listener_that_is_reachable_only_through_the_relay() {
     listener.wait_for(LONG, "the listener accepts the dialer's link", |e| {
         is_link(e, &dialer_id) && e["outbound"] == false
     });
+    let heard = listener.wait_for(LONG, "the dialer's message", |e| {
+        e["type"] == "message-received" && e["from"] == dialer_id.as_str()
+    });
+    assert_eq!(heard["data"]["text"], "hello listener");
+    let heard = dialer.wait_for(LONG, "the listener's message", |e| {
+        e["type"] == "message-received" && e["from"] == listener_started.peer_id.as_str()
+    });
+    assert_eq!(heard["data"]["text"], "hello dialer");
 
     assert!(listener.terminate().success());
     assert!(dialer.terminate().success());

@@ -238,6 +238,13 @@ impl ConfigBuilder {
         self
     }
 
+    /// Bounds on messages between linked peers: size, and each peer's burst
+    /// and rate. Defaults in [`crate::MessageLimits`].
+    pub fn message_limits(mut self, limits: crate::MessageLimits) -> Self {
+        self.config.message_limits = limits;
+        self
+    }
+
     /// How many relays a [`ServerMode::Relayed`] node holds reservations on
     /// at once. Default [`super::DEFAULT_RELAY_RESERVATIONS`] (2).
     pub fn relay_reservations(mut self, relays: usize) -> Self {
@@ -373,6 +380,12 @@ impl ConfigBuilder {
             ),
             ("max record bytes", config.store_limits.max_record_bytes),
             ("relay reservations", config.relay_reservations),
+            ("max message bytes", config.message_limits.max_bytes),
+            ("message burst", config.message_limits.burst as usize),
+            (
+                "messages per second",
+                config.message_limits.per_second as usize,
+            ),
             (
                 "max provider records",
                 config.store_limits.max_provider_records,

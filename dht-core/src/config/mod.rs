@@ -28,7 +28,7 @@ mod relay;
 pub use builder::ConfigBuilder;
 pub use relay::{DEFAULT_RELAY_RESERVATIONS, RelayLimits};
 
-use crate::record::StoreLimits;
+use crate::{message::MessageLimits, record::StoreLimits};
 
 /// The Kademlia protocol this project speaks unless told otherwise.
 ///
@@ -159,6 +159,7 @@ pub struct Config {
     pub(crate) routing_diversity: RoutingDiversity,
     pub(crate) relay_server: Option<RelayLimits>,
     pub(crate) relay_reservations: usize,
+    pub(crate) message_limits: MessageLimits,
 }
 
 impl Default for Config {
@@ -207,6 +208,7 @@ impl Config {
                 routing_diversity: RoutingDiversity::default(),
                 relay_server: None,
                 relay_reservations: DEFAULT_RELAY_RESERVATIONS,
+                message_limits: MessageLimits::default(),
             },
             errors: Vec::new(),
         }
@@ -245,6 +247,11 @@ impl Config {
     /// Whether the node serves DHT requests.
     pub fn server_mode(&self) -> ServerMode {
         self.server_mode
+    }
+
+    /// Bounds on messages between linked peers.
+    pub fn message_limits(&self) -> &MessageLimits {
+        &self.message_limits
     }
 
     /// The limits of this node's circuit relay, if it relays for others.

@@ -13,7 +13,7 @@ use libp2p::{
 };
 
 use super::{discovery::DiscoveryId, links::Handshake, queries::Pending};
-use crate::{event::Event, namespace::NamespaceRequest};
+use crate::{event::Event, handle::Reply, message::MessageError, namespace::NamespaceRequest};
 
 /// One thing for the swarm to do.
 #[derive(Debug)]
@@ -87,6 +87,11 @@ pub(crate) enum Purpose {
     Members(DiscoveryId),
     /// A namespace handshake.
     Handshake(Handshake),
+    /// A message to a linked peer; the caller waits for its answer.
+    Message {
+        peer: PeerId,
+        reply: Reply<Result<(), MessageError>>,
+    },
 }
 
 /// The queue the parts push into and the node loop drains.

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use libp2p::{Multiaddr, PeerId, TransportError, swarm::dial_opts::DialOpts};
 use web_time::{Instant, SystemTime};
 
-use super::{Node, discovery::Origin, queries::Queries, snapshot, stored_members};
+use super::{Node, action::Purpose, discovery::Origin, queries::Queries, snapshot, stored_members};
 use crate::{
     error::{DialError, ListenError},
     handle::{Command, Reply},
+    message::MessageError,
+    namespace::NamespaceRequest,
     record::Sealed,
 };
 
@@ -68,6 +70,20 @@ impl Node {
                 peer,
                 reply,
             } => self.links.link(namespace, &peer, reply, out),
+            Command::SendMessage { peer, data, reply } => {
+                if self.links.is_linked(&peer) {
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .namespace
+                        .send_request(&peer, NamespaceRequest::Message(data));
+                    self.in_flight
+                        .requests
+                        .insert(id, Purpose::Message { peer, reply });
+                } else {
+                    let _ = reply.send(Err(MessageError::NotLinked { peer }));
+                }
+            }
             Command::Dial { address, reply } => self.dial_address(address, reply),
             Command::ListenOn { address, reply } => self.listen_on(address, reply),
             Command::RoutingTable { reply } => {

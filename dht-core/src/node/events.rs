@@ -20,6 +20,7 @@ use crate::{
     event::{Event, RelayLost},
     handle::{PeerAddresses, QueryStats},
     kademlia::KademliaEvent,
+    message::{MessageError, MessageStatus},
     namespace::{NamespaceRequest, NamespaceResponse},
 };
 
@@ -169,6 +170,7 @@ impl Node {
                 tracing::debug!(peer = %peer_id, ?cause, "disconnected");
                 self.addresses.on_disconnected(&peer_id);
                 self.relays.on_disconnected(&peer_id);
+                self.messages.forget(&peer_id);
                 self.actions.emit(Event::PeerDisconnected { peer: peer_id });
                 self.links.on_disconnected(peer_id, now, &mut self.actions);
                 self.joining
@@ -277,6 +279,15 @@ impl Node {
                             stored_members(&mut self.swarm, self.settings.local, &namespace, now);
                         (NamespaceResponse::Members(members), None)
                     }
+                    NamespaceRequest::Message(data) => {
+                        let linked = self.links.is_linked(&peer);
+                        let status = self.messages.on_inbound(peer, linked, now);
+                        if status == MessageStatus::Delivered {
+                            self.actions
+                                .emit(Event::MessageReceived { from: peer, data });
+                        }
+                        (NamespaceResponse::Message(status), None)
+                    }
                 };
                 let sent = self
                     .swarm
@@ -310,6 +321,15 @@ impl Node {
                     self.links
                         .on_answer(peer, handshake, &response, now, &mut self.actions)
                 }
+                Some(Purpose::Message { peer, reply }) => {
+                    let result = match response {
+                        NamespaceResponse::Message(status) => {
+                            MessageError::from_status(peer, status).map_or(Ok(()), Err)
+                        }
+                        _ => Err(MessageError::BadAnswer { peer }),
+                    };
+                    let _ = reply.send(result);
+                }
                 None => {}
             },
             RrEvent::OutboundFailure {
@@ -325,6 +345,12 @@ impl Node {
                 Some(Purpose::Handshake(handshake)) => {
                     self.links
                         .on_failure(peer, handshake, error, now, &mut self.actions)
+                }
+                Some(Purpose::Message { peer, reply }) => {
+                    let _ = reply.send(Err(MessageError::Failed {
+                        peer,
+                        source: Arc::new(error),
+                    }));
                 }
                 None => {}
             },

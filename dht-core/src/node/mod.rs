@@ -12,6 +12,7 @@
 //! | [`membership`] | this node's namespace registrations |
 //! | [`discovery`] | finding a namespace's members |
 //! | [`links`] | namespace handshakes, heartbeats and retries |
+//! | [`messages`] | which inbound messages between linked peers are taken |
 //! | [`relays`] | reservations on relays, for nodes that serve through them |
 //! | [`addresses`] | which addresses are dialable ([`reach`]), enter the routing table, or are announced |
 //! | [`snapshot`] | routing table, records, registrations and report for callers |
@@ -37,6 +38,7 @@ mod execute;
 mod joining;
 mod links;
 mod membership;
+mod messages;
 mod queries;
 mod reach;
 mod relays;
@@ -71,6 +73,7 @@ use self::{
     joining::Joining,
     links::Links,
     membership::Membership,
+    messages::Messages,
     queries::{Outcome, Queries},
     relays::Relays,
     subscribers::Subscribers,
@@ -102,6 +105,7 @@ pub struct Node {
     diversity: Diversity,
     relays: Relays,
     relay_server: RelayServerCounts,
+    messages: Messages,
     subscribers: Subscribers,
     actions: Actions,
     in_flight: InFlight,
@@ -226,7 +230,12 @@ impl Node {
         }
 
         let (command_tx, command_rx) = mpsc::channel(config.command_buffer);
-        let handle = NodeHandle::new(local, command_tx, Arc::new(config.store_limits.clone()));
+        let handle = NodeHandle::new(
+            local,
+            command_tx,
+            Arc::new(config.store_limits.clone()),
+            config.message_limits.max_bytes,
+        );
         let node = Self {
             swarm,
             commands: command_rx,
@@ -259,6 +268,7 @@ impl Node {
             ),
             relays,
             relay_server: RelayServerCounts::default(),
+            messages: Messages::new(config.message_limits),
             subscribers: Subscribers::new(config.event_buffer),
             actions,
             in_flight: InFlight::default(),

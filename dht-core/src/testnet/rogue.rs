@@ -37,6 +37,7 @@ use super::{Spawner, TestnetError, memory_port, memory_transport};
 use crate::{
     config::{Config, IDENTIFY_PROTOCOL_VERSION},
     handle::PeerAddresses,
+    message::MessageStatus,
     namespace::{NAMESPACE_PROTOCOL, NamespaceCodec, NamespaceRequest, NamespaceResponse},
 };
 
@@ -299,7 +300,7 @@ fn rogue_swarm(
             .with_push_listen_addr_updates(true),
     );
     let namespace = request_response::Behaviour::with_codec(
-        NamespaceCodec,
+        NamespaceCodec::default(),
         [(NAMESPACE_PROTOCOL, request_response::ProtocolSupport::Full)],
         request_response::Config::default(),
     );
@@ -381,6 +382,9 @@ fn run(
                                 NamespaceResponse::Members(store.book().members.clone())
                             }
                             NamespaceRequest::Hello(_) => NamespaceResponse::NotRegistered,
+                            NamespaceRequest::Message(_) => {
+                                NamespaceResponse::Message(MessageStatus::NotLinked)
+                            }
                         };
                         let _ = swarm.behaviour_mut().namespace.send_response(channel, answer);
                     }

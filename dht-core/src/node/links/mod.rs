@@ -320,6 +320,11 @@ impl Links {
             .collect()
     }
 
+    /// Whether this node is linked with `peer` in any namespace.
+    pub(crate) fn is_linked(&self, peer: &PeerId) -> bool {
+        self.links.keys().any(|(linked, _)| linked == peer)
+    }
+
     /// How many links there are.
     pub(crate) fn len(&self) -> usize {
         self.links.len()

@@ -76,6 +76,13 @@ function onEvent(event) {
     case "bootstrapped":
       step("joined");
       break;
+    case "message-received":
+      chatLine(short(event.from), shown(event.data));
+      break;
+    case "namespace-linked":
+    case "namespace-link-lost":
+      if (chat.namespace) refreshChat().catch((e) => console.warn("chat refresh failed", e));
+      break;
     case "relay-reserved":
     case "relay-reservation-lost":
     case "serving-changed":
@@ -176,6 +183,52 @@ async function refresh() {
   $("bootstrap-address").textContent = node.bootstrapAddress ?? "–";
 }
 
+// The chat: one namespace this tab registered in, linked to every member.
+const chat = { namespace: null, members: [], linked: new Set() };
+
+function chatLine(who, text) {
+  const item = document.createElement("li");
+  item.innerHTML = "<time></time> <b></b> <span></span>";
+  item.querySelector("time").textContent = new Date().toLocaleTimeString();
+  item.querySelector("b").textContent = who;
+  item.querySelector("span").textContent = text;
+  $("chat-log").append(item);
+}
+
+// Discovers the namespace's members, links to those not linked yet, and
+// shows each with its link state.
+async function refreshChat() {
+  const node = window.nsDht.node;
+  const [members, links] = await Promise.all([node.discover(chat.namespace), node.links()]);
+  chat.linked = new Set(links.filter((l) => l.namespace === chat.namespace).map((l) => l.peerId));
+  for (const member of members) {
+    if (!chat.linked.has(member.peerId)) {
+      node.link(chat.namespace, member.peerId, member.addresses).catch((error) => {
+        console.warn(`link to ${member.peerId} failed`, error.code, error.message);
+      });
+    }
+  }
+  const known = new Map(members.map((m) => [m.peerId, m]));
+  for (const peerId of chat.linked) if (!known.has(peerId)) known.set(peerId, { peerId, addresses: [] });
+  $("chat-members").replaceChildren(...[...known.values()].map((m) => {
+    const item = document.createElement("li");
+    const relayed = m.addresses.length > 0 && m.addresses.every((a) => a.includes("/p2p-circuit"));
+    item.textContent = `${short(m.peerId)}: ${chat.linked.has(m.peerId) ? "linked" : "linking…"}${relayed ? " (through a relay)" : ""}`;
+    item.dataset.linked = String(chat.linked.has(m.peerId));
+    return item;
+  }));
+  $("chat-summary").textContent = `in "${chat.namespace}", ${chat.linked.size} linked`;
+  document.body.dataset.chatLinked = String(chat.linked.size);
+}
+
+async function startChat(name) {
+  await window.nsDht.node.register(name);
+  chat.namespace = name;
+  $("chat").hidden = false;
+  await refreshChat();
+  setInterval(() => refreshChat().catch((e) => console.warn("chat refresh failed", e)), 3000);
+}
+
 function showResult(element, ok, text) {
   element.textContent = text;
   element.className = ok ? "result ok" : "result error";
@@ -188,6 +241,15 @@ async function timed(action) {
 }
 
 function wireForms() {
+  $("chat-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const text = $("chat-text").value;
+    $("chat-text").value = "";
+    chatLine("me", text);
+    const results = await Promise.allSettled([...chat.linked].map((peerId) => window.nsDht.node.send(peerId, text)));
+    const failed = results.filter((r) => r.status === "rejected");
+    if (failed.length) chatLine("(not delivered)", failed.map((r) => `${r.reason.code}: ${r.reason.message}`).join("; "));
+  });
   $("put-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const name = $("put-name").value, value = $("put-value").value;
@@ -223,7 +285,10 @@ function wireForms() {
     const action = e.submitter?.value ?? "discover";
     const list = $("ns-peers");
     try {
-      if (action === "register") {
+      if (action === "chat") {
+        await startChat(name);
+        showResult($("ns-result"), true, `chatting in "${name}"`);
+      } else if (action === "register") {
         const [, ms] = await timed(() => window.nsDht.node.register(name));
         showResult($("ns-result"), true, `registered in "${name}" in ${ms.toFixed(1)} ms`);
       } else {

@@ -9,7 +9,8 @@
 //    joined, puts a record through its form and reads the native record
 //    through it, checks from a native node that the page's record is there;
 //    then opens two tabs of one browser: each gets its own peer id and serves
-//    through the bootstrap relay, and a reload keeps the peer id.
+//    through the bootstrap relay, they chat through the relay both ways, and
+//    a reload keeps the peer id.
 //    Screenshots go to tests/artifacts/.
 //
 // Usage: node tests/browser/run.mjs   (scripts/test.sh builds what it needs)
@@ -235,6 +236,32 @@ async function main() {
       console.log(`tab ${i}: joined ${steps.joined} ms, serving ${steps.serving} ms after navigation`);
       await tab.page.screenshot({ path: join(artifacts, `tab-${i}-serving.png`), fullPage: true });
     }
+    // The two tabs chat: each links to the other through the relay, and a
+    // message typed in one appears in the other.
+    const room = `room-${run}`;
+    for (const tab of tabs) {
+      await tab.page.fill("#ns-name", room);
+      await tab.page.click('#ns-form button[value="chat"]');
+    }
+    for (const [i, tab] of tabs.entries()) {
+      await tab.page.waitForSelector('body[data-chat-linked="1"]', { timeout: 30000 }).catch(async () => {
+        fail(`tab ${i} did not link to the other: ${await tab.page.textContent("#chat-members")}`);
+      });
+    }
+    for (const [from, to] of [[0, 1], [1, 0]]) {
+      const text = `hello from tab ${from}`;
+      await tabs[from].page.fill("#chat-text", text);
+      await tabs[from].page.click("#chat-form button");
+      await tabs[to].page.waitForFunction(
+        (t) => [...document.querySelectorAll("#chat-log li span")].some((s) => s.textContent === t),
+        text,
+        { timeout: 15000 },
+      ).catch(async () => fail(`tab ${to} did not get "${text}": ${await tabs[to].page.textContent("#chat-log")}`));
+    }
+    for (const [i, tab] of tabs.entries()) {
+      await tab.page.screenshot({ path: join(artifacts, `tab-${i}-chat.png`), fullPage: true });
+    }
+
     await tabs[0].page.reload();
     await tabs[0].page.waitForSelector('body[data-state="joined"]', { timeout: 30000 });
     const reloaded = await tabs[0].page.textContent("#peer-id");

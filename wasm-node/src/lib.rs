@@ -70,7 +70,8 @@ struct StartOptions {
     /// Use a new identity for this tab instead of the stored one.
     #[serde(default)]
     ephemeral: bool,
-    /// The `localStorage` key of the identity. Default `ns-dht-identity`.
+    /// The `localStorage` key of the identity. Default `ns-dht-identity`;
+    /// further tabs open at once use `<key>#1`, `<key>#2`, …
     #[serde(default)]
     storage_key: Option<String>,
     /// How long to wait for the DHT to answer. Default 15 000 ms.
@@ -147,6 +148,22 @@ fn bytes_of(value: &JsValue) -> Result<Vec<u8>, JsValue> {
         Ok(Uint8Array::from(value.clone()).to_vec())
     } else {
         Err(js_error(&NotBytes))
+    }
+}
+
+/// A peer id given by the page.
+fn parse_peer(text: &str) -> Result<PeerId, JsValue> {
+    PeerId::from_str(text.trim()).map_err(|_| js_error(&BadPeerId(text.to_owned())))
+}
+
+/// A peer id that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a peer id")]
+struct BadPeerId(String);
+
+impl ErrorCode for BadPeerId {
+    fn code(&self) -> &'static str {
+        "bad-peer-id"
     }
 }
 
@@ -510,6 +527,62 @@ impl DhtNode {
                 .await
                 .map_err(|e| js_error(&e))?;
             to_js(&peers)
+        })
+    }
+
+    /// Links this tab to `peerId`, a member of `namespace` (as `discover`
+    /// returns it, with its `addresses`): connects, through a relay if its
+    /// addresses are circuits, and confirms with the namespace handshake
+    /// that it is registered there. Resolves to its role (`"listener"`,
+    /// `"dialer"`, `"client-helper"`, …).
+    pub fn link(&self, namespace: String, peer_id: String, addresses: Vec<String>) -> Promise {
+        let handle = self.handle.clone();
+        future_to_promise(async move {
+            let namespace = Namespace::new(namespace).map_err(|e| js_error(&e))?;
+            let peer = parse_peer(&peer_id)?;
+            let mut parsed = Vec::new();
+            for text in &addresses {
+                parsed.push(Multiaddr::from_str(text.trim()).map_err(|source| {
+                    js_error(&StartError::BadAddress {
+                        text: text.clone(),
+                        source,
+                    })
+                })?);
+            }
+            let role = handle
+                .link(
+                    &namespace,
+                    dht_core::PeerAddresses {
+                        peer_id: peer,
+                        addresses: parsed,
+                    },
+                )
+                .await
+                .map_err(|e| js_error(&e))?;
+            Ok(JsValue::from_str(&role.to_string()))
+        })
+    }
+
+    /// This tab's namespace links: `[{ namespace, peerId, role, outbound }]`.
+    pub fn links(&self) -> Promise {
+        let handle = self.handle.clone();
+        future_to_promise(async move { to_js(&handle.links().await.map_err(|e| js_error(&e))?) })
+    }
+
+    /// Sends `data` (a string or a `Uint8Array`) to `peerId`, a peer this
+    /// tab is linked with; resolves once it was delivered, rejects with a
+    /// code (`not-linked`, `message-too-large`, `rate-limited`,
+    /// `refused-not-linked`, `message-failed`). Messages from linked peers
+    /// arrive as `message-received` events.
+    pub fn send(&self, peer_id: String, data: JsValue) -> Promise {
+        let handle = self.handle.clone();
+        future_to_promise(async move {
+            let peer = parse_peer(&peer_id)?;
+            handle
+                .send_message(peer, bytes_of(&data)?)
+                .await
+                .map_err(|e| js_error(&e))?;
+            Ok(JsValue::UNDEFINED)
         })
     }
 

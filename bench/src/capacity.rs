@@ -1,12 +1,19 @@
 //! Bootstrap capacity: one `native-node` bootstrap process and many light
 //! clients holding a connection to it, half over TCP and half over
 //! WebSocket, all on 127.0.0.1. Reports the connections it holds, its memory
-//! per connection, and put/get latency at the bootstrap while it carries them.
+//! per connection, its CPU, and put/get latency while it carries them.
+//!
+//! The same with relayed clients (stand-ins for browser tabs: they listen
+//! nowhere and serve through the bootstrap's relay) measures what relaying
+//! costs the relay: memory per reservation, CPU at rest, and CPU and latency
+//! while reads and writes go to relayed holders through circuits.
 
 use std::{
     path::Path,
     time::{Duration, Instant},
 };
+
+use crate::procs::process_cpu;
 
 use anyhow::anyhow;
 use dht_core::{Config, NodeHandle, Role, ServerMode, Write, libp2p::identity::Keypair};
@@ -22,7 +29,19 @@ use crate::{
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Capacity {
+    /// Whether the clients serve through the bootstrap's relay.
+    #[serde(default)]
+    pub(crate) relayed: bool,
     pub(crate) clients: usize,
+    /// Clients serving (holding a reservation on the relay) when measured.
+    #[serde(default)]
+    pub(crate) serving: usize,
+    /// The bootstrap's CPU while the network rests, in ms per second.
+    #[serde(default)]
+    pub(crate) bootstrap_idle_cpu_ms_per_s: f64,
+    /// The bootstrap's CPU during the put/get rounds, in seconds.
+    #[serde(default)]
+    pub(crate) bootstrap_rounds_cpu_seconds: f64,
     pub(crate) connected: usize,
     pub(crate) held_by_bootstrap: u64,
     pub(crate) bootstrap_rss_before: u64,
@@ -34,12 +53,18 @@ pub(crate) struct Capacity {
     pub(crate) get_success: f64,
 }
 
-/// A light client: a client-mode node that listens nowhere and keeps its
-/// connection to the bootstrap. Returns its handle and whether it joined.
-async fn light_client(bootstrap: &str) -> anyhow::Result<(NodeHandle, bool)> {
+/// A light client: a node that listens nowhere and keeps its connection to
+/// the bootstrap, in client mode or (`relayed`) serving through the
+/// bootstrap's relay. Returns its handle and whether it joined.
+async fn light_client(bootstrap: &str, relayed: bool) -> anyhow::Result<(NodeHandle, bool)> {
+    let mode = if relayed {
+        ServerMode::Relayed
+    } else {
+        ServerMode::Never
+    };
     let config = Config::builder()
         .bootstrap_peer(bootstrap.parse()?)
-        .server_mode(ServerMode::Never)
+        .server_mode(mode)
         .build()?;
     let keypair = Keypair::generate_ed25519();
     let mut node =
@@ -48,19 +73,38 @@ async fn light_client(bootstrap: &str) -> anyhow::Result<(NodeHandle, bool)> {
     Ok((node.handle, joined))
 }
 
-/// Connects `clients` light clients to a fresh bootstrap and measures it.
+/// How long the network rests while the bootstrap's idle CPU is measured.
+const REST: Duration = Duration::from_secs(10);
+
+/// Connects `clients` light clients (relayed ones if `relayed`) to a fresh
+/// bootstrap and measures it.
 pub(crate) async fn measure(
     binary: &Path,
     clients: usize,
     rounds: usize,
     time_limit: Duration,
+    relayed: bool,
 ) -> anyhow::Result<Capacity> {
     let deadline = Instant::now() + time_limit;
     let dir = std::env::temp_dir().join(format!("ns-dht-capacity-{}", std::process::id()));
+    // Every client is on 127.0.0.1: the relay's per-address rates (60
+    // reservations and 1200 circuits a minute) would measure the limits,
+    // not the relay.
+    let extra: &[&str] = if relayed {
+        &[
+            "--relay-circuits-per-ip-per-minute",
+            "1000000",
+            "--relay-reservations-per-ip-per-minute",
+            "1000000",
+        ]
+    } else {
+        &[]
+    };
     let (mut bootstrap, line) = Process::start_bootstrap(
         binary,
         &dir,
         &["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"],
+        extra,
     )
     .await?;
     let addresses: Vec<String> = line["addresses"]
@@ -92,7 +136,8 @@ pub(crate) async fn measure(
         let batch = 50.min(clients - handles.len());
         let offset = handles.len();
         let results = join_all(
-            (0..batch).map(|i| light_client(if (offset + i) % 2 == 0 { &tcp } else { &ws })),
+            (0..batch)
+                .map(|i| light_client(if (offset + i) % 2 == 0 { &tcp } else { &ws }, relayed)),
         )
         .await;
         for result in results {
@@ -109,15 +154,26 @@ pub(crate) async fn measure(
         }
     }
     let connect_seconds = started.elapsed().as_secs_f64();
-    // Let the clients' bootstrap lookups settle before measuring.
+    // Let the clients' bootstrap lookups (and reservations) settle before
+    // measuring.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = stats::status_bytes(&pid, "VmRSS:");
+    let mut serving = 0;
+    for handle in &handles {
+        if handle.network_report().await.is_ok_and(|r| r.serving) {
+            serving += 1;
+        }
+    }
+    let cpu_before_rest = process_cpu(&pid);
+    tokio::time::sleep(REST).await;
+    let idle_cpu = process_cpu(&pid).saturating_sub(cpu_before_rest);
 
     // Connections the bootstrap holds: its established TCP sockets in the
     // kernel's table (WebSocket runs over TCP).
     let held = count_sockets(&pid);
 
-    let (probe, _) = light_client(&tcp).await?;
+    let (probe, _) = light_client(&tcp, false).await?;
+    let cpu_before_rounds = process_cpu(&pid);
     let (mut puts, mut gets, mut get_ok) = (Vec::new(), Vec::new(), 0);
     for round in 0..rounds {
         if Instant::now() > deadline {
@@ -137,6 +193,7 @@ pub(crate) async fn measure(
         }
         gets.push(started.elapsed());
     }
+    let rounds_cpu = process_cpu(&pid).saturating_sub(cpu_before_rounds);
     probe.shutdown().await;
     join_all(handles.iter().map(NodeHandle::shutdown)).await;
     let _ = bootstrap.child.start_kill();
@@ -144,7 +201,11 @@ pub(crate) async fn measure(
     let _ = std::fs::remove_dir_all(&dir);
 
     Ok(Capacity {
+        relayed,
         clients,
+        serving,
+        bootstrap_idle_cpu_ms_per_s: idle_cpu.as_secs_f64() * 1000.0 / REST.as_secs_f64(),
+        bootstrap_rounds_cpu_seconds: rounds_cpu.as_secs_f64(),
         connected,
         held_by_bootstrap: held,
         bootstrap_rss_before: before,

@@ -53,6 +53,12 @@ struct Args {
     #[arg(long, default_value_t = 2000)]
     capacity: usize,
 
+    /// Relayed clients (stand-ins for browser tabs, serving through the
+    /// bootstrap's relay) for the relay cost runs; give the option with no
+    /// value to skip.
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "100,1000")]
+    relay_clients: Vec<usize>,
+
     /// Put/get rounds per network, from random nodes (and the probe's
     /// rounds at the bootstrap in the capacity run).
     #[arg(long, default_value_t = 200)]
@@ -106,14 +112,15 @@ struct Args {
     replot: Option<PathBuf>,
 
     /// Internal: run one measurement in this process and print it as JSON
-    /// (`memory:N`, `tcp:N`, `quic:N`, `processes:N` or `capacity:N`). The
+    /// (`memory:N`, `tcp:N`, `quic:N`, `processes:N`, `capacity:N` or
+    /// `relay:N`). The
     /// harness runs each measurement in a fresh process of its own, so that
     /// memory figures are not inflated by earlier runs.
     #[arg(long, hide = true)]
     run_one: Option<String>,
 
     /// A small run that finishes in a minute or two (for CI): N=16, 20
-    /// rounds, TCP only, 16 processes, 50 light clients.
+    /// rounds, TCP only, 16 processes, 50 light clients, 20 relayed ones.
     #[arg(long)]
     quick: bool,
 }
@@ -126,6 +133,7 @@ fn main() -> anyhow::Result<()> {
         args.transports = vec![Transport::Tcp];
         args.processes = vec![16];
         args.capacity = 50;
+        args.relay_clients = vec![20];
         args.rounds = 20;
         args.time_limit = args.time_limit.min(300);
     }
@@ -170,8 +178,11 @@ async fn run_one(args: &Args, what: &str) -> anyhow::Result<serde_json::Value> {
         "processes" => serde_json::to_value(
             procs::measure(&binary, size, args.rounds, limit, args.seed).await?,
         )?,
-        "capacity" => {
-            serde_json::to_value(capacity::measure(&binary, size, args.rounds, limit).await?)?
+        "capacity" => serde_json::to_value(
+            capacity::measure(&binary, size, args.rounds, limit, false).await?,
+        )?,
+        "relay" => {
+            serde_json::to_value(capacity::measure(&binary, size, args.rounds, limit, true).await?)?
         }
         other => anyhow::bail!("unknown measurement {other:?}"),
     };
@@ -289,6 +300,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
 
+    let mut relay_runs: Vec<capacity::Capacity> = Vec::new();
+    for &clients in &args.relay_clients {
+        let what = format!("relay:{clients}");
+        eprintln!("{what} (relayed clients serving through the bootstrap)");
+        match in_child(&args, &what)
+            .await
+            .and_then(|v| Ok(serde_json::from_value(v)?))
+        {
+            Ok(c) => relay_runs.push(c),
+            Err(error) => {
+                eprintln!("  failed: {error:#}");
+                failed.push(what);
+            }
+        }
+    }
+
     print_table(&runs);
     if let Some(c) = &capacity {
         println!(
@@ -301,6 +328,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
             c.rss_bytes_per_connection / 1024.0,
             c.bootstrap_rss_before >> 20,
             c.bootstrap_rss_after >> 20,
+            c.put.p50_ms,
+            c.put.p99_ms,
+            c.get.p50_ms,
+            c.get.p99_ms,
+            c.get_success * 100.0
+        );
+        println!(
+            "  bootstrap CPU: {:.2} ms/s at rest, {:.2} s over the put/get rounds",
+            c.bootstrap_idle_cpu_ms_per_s, c.bootstrap_rounds_cpu_seconds
+        );
+    }
+    for c in &relay_runs {
+        println!(
+            "\nrelay: {}/{} relayed clients joined, {} serving through it, {:.1} KiB RSS per relayed client \
+             ({} -> {} MiB); CPU {:.2} ms/s at rest, {:.2} s over the rounds; put p50 {:.2} / p99 {:.2} ms, \
+             get p50 {:.2} / p99 {:.2} ms (the relay holds a copy too), get success {:.0} %",
+            c.connected,
+            c.clients,
+            c.serving,
+            c.rss_bytes_per_connection / 1024.0,
+            c.bootstrap_rss_before >> 20,
+            c.bootstrap_rss_after >> 20,
+            c.bootstrap_idle_cpu_ms_per_s,
+            c.bootstrap_rounds_cpu_seconds,
             c.put.p50_ms,
             c.put.p99_ms,
             c.get.p50_ms,
@@ -328,6 +379,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "seed": args.seed,
         "runs": runs,
         "capacity": capacity,
+        "relay": relay_runs,
     });
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

@@ -89,6 +89,7 @@ impl Process {
         binary: &Path,
         dir: &Path,
         listen: &[&str],
+        extra: &[&str],
     ) -> anyhow::Result<(Self, Value)> {
         require_binary(binary)?;
         std::fs::create_dir_all(dir)?;
@@ -107,6 +108,7 @@ impl Process {
         for address in listen {
             args.extend(["--listen", address]);
         }
+        args.extend(extra);
         Self::start(binary, &args, |v| v["type"] == "started").await
     }
 
@@ -127,8 +129,8 @@ impl Process {
     }
 }
 
-/// CPU time a process used so far.
-fn process_cpu(pid: &str) -> Duration {
+/// CPU time a process used so far (`self` for this one).
+pub(crate) fn process_cpu(pid: &str) -> Duration {
     let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| {
@@ -189,7 +191,7 @@ pub(crate) async fn measure(
     let dir = std::env::temp_dir().join(format!("ns-dht-bench-{}", std::process::id()));
     let started = Instant::now();
     let (bootstrap, line) =
-        Process::start_bootstrap(binary, &dir, &["/ip4/127.0.0.1/tcp/0"]).await?;
+        Process::start_bootstrap(binary, &dir, &["/ip4/127.0.0.1/tcp/0"], &[]).await?;
     let address = line["addresses"][0]
         .as_str()
         .ok_or_else(|| anyhow!("no bootstrap address"))?

@@ -152,18 +152,7 @@ pub(crate) fn peak_rss() -> u64 {
 /// CPU time (user + system) this process used so far, from `/proc/self/stat`
 /// (clock ticks of 1/100 s on Linux).
 pub(crate) fn cpu_time() -> Duration {
-    let ticks = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            // Fields after the command name, which is in parentheses.
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let user: u64 = fields.get(11)?.parse().ok()?;
-            let system: u64 = fields.get(12)?.parse().ok()?;
-            Some(user + system)
-        })
-        .unwrap_or(0);
-    Duration::from_millis(ticks * 10)
+    crate::procs::process_cpu("self")
 }
 
 /// A small deterministic PRNG (xorshift64*), so runs pick the same nodes.

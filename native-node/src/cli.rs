@@ -217,6 +217,11 @@ pub(crate) struct RelayArgs {
     /// Circuits one IP address may open per minute.
     #[arg(long, value_name = "N", default_value_t = RelayLimits::default().circuits_per_ip_per_minute)]
     pub(crate) relay_circuits_per_ip_per_minute: u32,
+
+    /// Reservations one IP address may take per minute, renewals included
+    /// (many tabs behind one NAT share it).
+    #[arg(long, value_name = "N", default_value_t = RelayLimits::default().reservations_per_ip_per_minute)]
+    pub(crate) relay_reservations_per_ip_per_minute: u32,
 }
 
 impl RelayArgs {
@@ -232,6 +237,7 @@ impl RelayArgs {
             max_circuit_bytes: self.relay_circuit_bytes,
             circuits_per_peer_per_minute: self.relay_circuits_per_peer_per_minute,
             circuits_per_ip_per_minute: self.relay_circuits_per_ip_per_minute,
+            reservations_per_ip_per_minute: self.relay_reservations_per_ip_per_minute,
         }
     }
 }

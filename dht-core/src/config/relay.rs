@@ -25,8 +25,9 @@ use std::time::Duration;
 ///
 /// Reservations per IP address are bounded too: each reservation rides an
 /// inbound connection, of which one address may hold
-/// [`super::ConnectionLimits::max_incoming_per_ip`]; libp2p's reservation
-/// rate limits (30 per peer per 2 minutes, 60 per IP per minute) stay on.
+/// [`super::ConnectionLimits::max_incoming_per_ip`], and an address may take
+/// 60 new reservations a minute (libp2p's figure, configurable); libp2p's 30
+/// per peer per 2 minutes stays on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RelayLimits {
     /// Reservations held at once, in total. Default 1,024.
@@ -48,6 +49,9 @@ pub struct RelayLimits {
     pub circuits_per_peer_per_minute: u32,
     /// Circuits one IP address may open per minute. Default 1,200.
     pub circuits_per_ip_per_minute: u32,
+    /// Reservations one IP address may take per minute (renewals
+    /// included). Default 60.
+    pub reservations_per_ip_per_minute: u32,
 }
 
 impl Default for RelayLimits {
@@ -62,13 +66,14 @@ impl Default for RelayLimits {
             max_circuit_bytes: 16 * 1024 * 1024,
             circuits_per_peer_per_minute: 300,
             circuits_per_ip_per_minute: 1200,
+            reservations_per_ip_per_minute: 60,
         }
     }
 }
 
 impl RelayLimits {
     /// The settings that must not be zero, by name.
-    pub(crate) fn counts(&self) -> [(&'static str, usize); 9] {
+    pub(crate) fn counts(&self) -> [(&'static str, usize); 10] {
         let nonzero = |d: Duration| usize::from(!d.is_zero());
         [
             ("max relay reservations", self.max_reservations),
@@ -95,6 +100,10 @@ impl RelayLimits {
                 "relay circuits per IP per minute",
                 self.circuits_per_ip_per_minute as usize,
             ),
+            (
+                "relay reservations per IP per minute",
+                self.reservations_per_ip_per_minute as usize,
+            ),
         ]
     }
 
@@ -114,11 +123,13 @@ impl RelayLimits {
             max_circuits_per_peer: self.max_circuits_per_peer.saturating_sub(1),
             max_circuit_duration: self.max_circuit_duration,
             max_circuit_bytes: self.max_circuit_bytes,
-            // Ours replace libp2p's circuit rate limits; its reservation
-            // rate limits stay.
+            // Filled below: libp2p's 30 reservations per peer per 2 minutes
+            // and our per-IP and circuit rates.
             circuit_src_rate_limiters: Vec::new(),
-            ..libp2p::relay::Config::default()
+            reservation_rate_limiters: Vec::new(),
         }
+        .reservation_rate_per_peer(per_minute(30), 2 * minute)
+        .reservation_rate_per_ip(per_minute(self.reservations_per_ip_per_minute), minute)
         .circuit_src_per_peer(per_minute(self.circuits_per_peer_per_minute), minute)
         .circuit_src_per_ip(per_minute(self.circuits_per_ip_per_minute), minute)
     }
@@ -149,7 +160,11 @@ mod tests {
             2,
             "per peer and per IP"
         );
-        assert_eq!(relay.reservation_rate_limiters.len(), 2, "libp2p's stay");
+        assert_eq!(
+            relay.reservation_rate_limiters.len(),
+            2,
+            "per peer and per IP"
+        );
     }
 
     #[test]

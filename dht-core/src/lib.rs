@@ -112,8 +112,8 @@ pub mod testnet;
 
 pub use behaviour::Behaviour;
 pub use config::{
-    Config, ConfigBuilder, ConnectionLimits, DEFAULT_KAD_PROTOCOL, DEFAULT_RELAY_RESERVATIONS,
-    RelayLimits, RoutingDiversity, ServerMode,
+    CIRCUIT_DIAL_TIMEOUT, Config, ConfigBuilder, ConnectionLimits, DEFAULT_KAD_PROTOCOL,
+    DEFAULT_RELAY_RESERVATIONS, RelayLimits, RoutingDiversity, ServerMode,
 };
 pub use error::{
     ClosestPeersError, ConfigError, DialError, DiscoverError, ErrorCode, GetRecordError, JoinError,

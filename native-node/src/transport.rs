@@ -4,8 +4,11 @@
 use std::{error::Error, time::Duration};
 
 use dht_core::{
-    Behaviour, Config, ErrorCode,
-    libp2p::{Swarm, SwarmBuilder, identity::Keypair, noise, tcp, yamux},
+    Behaviour, CIRCUIT_DIAL_TIMEOUT, Config, ErrorCode,
+    libp2p::{
+        Swarm, SwarmBuilder, Transport, core::upgrade::Version, identity::Keypair, noise, relay,
+        tcp, yamux,
+    },
 };
 use libp2p_webrtc::{self as webrtc, tokio::Certificate};
 
@@ -46,6 +49,7 @@ pub async fn swarm(
     config: &Config,
     certificate: Certificate,
 ) -> Result<Swarm<Behaviour>, SetupError> {
+    let (relay_transport, relay_behaviour) = relay::client::new(keypair.public().to_peer_id());
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -63,14 +67,24 @@ pub async fn swarm(
         })
         .with_other_transport(|key| webrtc::tokio::Transport::new(key.clone(), certificate))
         .map_err(failed("WebRTC"))?
+        // The relay client by hand rather than `with_relay_client`, for
+        // its dial timeout (see `CIRCUIT_DIAL_TIMEOUT`).
+        .with_other_transport(|key| {
+            Ok::<_, Box<dyn Error + Send + Sync>>(
+                relay_transport
+                    .upgrade(Version::V1)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default())
+                    .outbound_timeout(CIRCUIT_DIAL_TIMEOUT),
+            )
+        })
+        .map_err(failed("the relay client"))?
         .with_dns()
         .map_err(failed("DNS"))?
         .with_websocket(noise::Config::new, yamux::Config::default)
         .await
         .map_err(failed("WebSocket"))?
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(failed("the relay client"))?
-        .with_behaviour(|key, relay| Behaviour::with_relay_client(key, config, relay))
+        .with_behaviour(|key| Behaviour::with_relay_client(key, config, relay_behaviour))
         .map_err(failed("the behaviour"))?
         .with_swarm_config(|base| config.swarm_config(base))
         .build();

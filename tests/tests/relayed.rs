@@ -12,7 +12,7 @@ use dht_core::{
     testnet::{Testnet, memory_swarm, xor_closest},
 };
 use dht_tests::{eventually, pool, run, within};
-use futures::{StreamExt, executor::ThreadPool};
+use futures::{StreamExt, executor::ThreadPool, future::join_all};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -263,6 +263,42 @@ fn a_relayed_node_stops_serving_when_its_relay_dies_and_serves_again_when_it_ret
         let report = tab.handle.network_report().await.expect("running");
         assert!(report.serving);
         assert_eq!(report.relayed_by, vec![relay]);
+        net.shutdown().await;
+    });
+}
+
+/// libp2p-relay 0.22 sets up at most 10 circuits at once to one relayed node
+/// and drops the rest unanswered; their dials must fail at the circuit dial
+/// timeout instead of waiting for the relay's 60 s stream timeout.
+#[test]
+fn circuits_the_relay_drops_fail_at_the_dial_timeout_not_a_minute_later() {
+    let pool = pool();
+    run(Duration::from_secs(90), "sixteen circuits at once", async {
+        let limits = RelayLimits {
+            circuits_per_ip_per_minute: 100_000,
+            ..RelayLimits::default()
+        };
+        let mut net = network(&pool, 20, limits, 0, 1).await;
+        let tab = net.nodes()[1].clone();
+        let mut dialers = Vec::new();
+        for _ in 0..16 {
+            let node = net
+                .spawn(
+                    Config::builder().server_mode(ServerMode::Never),
+                    Role::ClientHelper,
+                )
+                .await
+                .expect("a dialer joins");
+            dialers.push(node.handle.clone());
+        }
+        // Well below the relay's 60 s, well above the dial timeout.
+        let bound = dht_core::CIRCUIT_DIAL_TIMEOUT * 4;
+        let dials = dialers
+            .iter()
+            .map(|handle| handle.dial(tab.address.clone()));
+        let results = within(bound, "every dial ends", join_all(dials)).await;
+        let connected = results.iter().filter(|r| r.is_ok()).count();
+        assert!(connected >= 10, "{connected} of 16 connected");
         net.shutdown().await;
     });
 }

@@ -26,7 +26,7 @@ mod builder;
 mod relay;
 
 pub use builder::ConfigBuilder;
-pub use relay::{DEFAULT_RELAY_RESERVATIONS, RelayLimits};
+pub use relay::{CIRCUIT_DIAL_TIMEOUT, DEFAULT_RELAY_RESERVATIONS, RelayLimits};
 
 use crate::{message::MessageLimits, record::StoreLimits};
 

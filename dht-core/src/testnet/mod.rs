@@ -331,6 +331,7 @@ pub fn memory_swarm(
         .upgrade(Version::V1)
         .authenticate(noise)
         .multiplex(yamux::Config::default())
+        .outbound_timeout(crate::CIRCUIT_DIAL_TIMEOUT)
         .boxed();
     let swarm_config = config.swarm_config(swarm::Config::with_executor(move |task| spawner(task)));
     Ok(Swarm::new(

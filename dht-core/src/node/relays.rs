@@ -34,6 +34,10 @@ pub(crate) const RETRY_DELAY: Duration = Duration::from_secs(30);
 /// Relays remembered as candidates at most; the first found are kept.
 const MAX_CANDIDATES: usize = 16;
 
+/// Circuit addresses announced per reservation at most: a relay names its
+/// own addresses in the reservation, and a lying one could name thousands.
+const MAX_ADDRESSES_PER_RESERVATION: usize = 8;
+
 /// The reservations of a node and the relays it may take them on.
 #[derive(Debug)]
 pub(crate) struct Relays {
@@ -182,7 +186,9 @@ impl Relays {
         else {
             return false;
         };
-        if !reservation.addresses.contains(address) {
+        if !reservation.addresses.contains(address)
+            && reservation.addresses.len() < MAX_ADDRESSES_PER_RESERVATION
+        {
             reservation.addresses.push(address.clone());
             out.push(Action::AddExternalAddress(address.clone()));
         }
@@ -465,6 +471,28 @@ mod tests {
         relays.on_connected(peers[0], &dialed("/ip4/10.0.0.0/tcp/4001/ws"));
         relays.on_identify(peers[0], true, now, &mut out);
         assert_eq!(asked(&mut out).len(), 1, "no rest after a disconnection");
+    }
+
+    #[test]
+    fn a_relay_cannot_make_a_node_announce_more_than_a_few_addresses() {
+        let now = Instant::now();
+        let (mut relays, peers, mut out) = with_relays(1, 1, now);
+        let listener = ListenerId::next();
+        relays.on_listen_started(peers[0], Some(listener), now, &mut out);
+        out.drain();
+        for port in 1..=100 {
+            let address: Multiaddr =
+                format!("/ip4/10.0.0.0/tcp/{port}/p2p/{}/p2p-circuit", peers[0])
+                    .parse()
+                    .unwrap();
+            assert!(relays.on_new_address(listener, &address, &mut out));
+        }
+        let announced = out
+            .drain()
+            .into_iter()
+            .filter(|a| matches!(a, Action::AddExternalAddress(_)))
+            .count();
+        assert_eq!(announced, MAX_ADDRESSES_PER_RESERVATION);
     }
 
     #[test]

@@ -39,11 +39,12 @@ mod identity;
 use std::{cell::RefCell, collections::HashSet, rc::Rc, str::FromStr, time::Duration};
 
 use dht_core::{
-    Behaviour, Config, ErrorCode, Event, Namespace, NodeHandle, Role, ServerMode, Write,
+    Behaviour, CIRCUIT_DIAL_TIMEOUT, Config, ErrorCode, Event, Namespace, NodeHandle, Role,
+    ServerMode, Write,
     error::chain,
     libp2p::{
         Multiaddr, PeerId, SwarmBuilder, Transport, core::upgrade::Version, identity::Keypair,
-        multiaddr, multiaddr::Protocol, noise, webrtc_websys, websocket_websys, yamux,
+        multiaddr, multiaddr::Protocol, noise, relay, webrtc_websys, websocket_websys, yamux,
     },
 };
 use futures::StreamExt;
@@ -331,8 +332,22 @@ impl DhtNode {
 
         // Kept to sign this tab's records.
         let owner = keypair.clone();
+        let (relay_transport, relay_behaviour) = relay::client::new(keypair.public().to_peer_id());
         let swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_wasm_bindgen()
+            // The relay client by hand rather than `with_relay_client`, for
+            // its dial timeout (see `CIRCUIT_DIAL_TIMEOUT`); first, because
+            // the WebSocket transport would take a circuit address through a
+            // WebSocket relay address for its own and dial the relay.
+            .with_other_transport(|key| {
+                Ok(relay_transport
+                    .upgrade(Version::V1)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default())
+                    .outbound_timeout(CIRCUIT_DIAL_TIMEOUT)
+                    .boxed())
+            })
+            .map_err(|e| setup("the relay client", e))?
             .with_other_transport(|key| {
                 Ok(websocket_websys::Transport::default()
                     .upgrade(Version::V1)
@@ -345,9 +360,7 @@ impl DhtNode {
                 webrtc_websys::Transport::new(webrtc_websys::Config::new(key))
             })
             .map_err(|e| setup("WebRTC", e))?
-            .with_relay_client(noise::Config::new, yamux::Config::default)
-            .map_err(|e| setup("the relay client", e))?
-            .with_behaviour(|key, relay| Behaviour::with_relay_client(key, &config, relay))
+            .with_behaviour(|key| Behaviour::with_relay_client(key, &config, relay_behaviour))
             .map_err(|e| setup("the node", e))?
             .with_swarm_config(|base| config.swarm_config(base))
             .build();

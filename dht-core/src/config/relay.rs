@@ -140,9 +140,8 @@ impl RelayLimits {
 /// within this on any link; but libp2p-relay 0.22's server drops circuit
 /// handshakes beyond 10 at once to one relayed node without answering, and
 /// their dials would otherwise wait for its 60 s stream timeout, stalling
-/// every lookup that meets a busy tab. The native host and the test kit put
-/// it on their relay transport (`outbound_timeout`); the browser host does
-/// not yet.
+/// every lookup that meets a busy tab. Hosts put it on their relay
+/// transport (`outbound_timeout`).
 pub const CIRCUIT_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Relays a node that nobody can dial ([`super::ServerMode::Relayed`])

@@ -202,8 +202,9 @@ async function main() {
     // slot (a Web Lock) and serves through the bootstrap relay; a reload
     // keeps the peer id.
     // A bootstrap of their own: tabs joining the first one after the tests
-    // above were seen to time out their first lookup (not yet explained;
-    // see BENCHMARKS.md).
+    // above once timed out their first lookup, likely because circuits
+    // beyond the relay's 10 at once to one tab hung for 60 s then
+    // (BENCHMARKS.md).
     const second = startNode("bootstrap-2", [
       "bootstrap", "--key-file", join(data, "bootstrap-2.key"), "--port", "0", "--http-port", "0",
       "--www", join(root, "www"), "--report-interval", "0",

@@ -28,7 +28,7 @@
 //! `futures` thread pool) and injects the transport through the swarm.
 
 mod action;
-mod addresses;
+pub(crate) mod addresses;
 mod backoff;
 mod commands;
 mod discovery;
@@ -218,10 +218,11 @@ impl Node {
                  (Behaviour::with_relay_client): this node only queries"
             );
         }
-        let relays = match relayed && swarm.behaviour().has_relay_client() {
-            true => Relays::new(config.relay_reservations),
-            false => Relays::new(0),
-        };
+        let relays = Relays::new(if relayed && swarm.behaviour().has_relay_client() {
+            config.relay_reservations
+        } else {
+            0
+        });
         let mut discovery =
             Discovery::new(local, role.discovers().cloned(), config.discover_interval);
         if !joining.has_bootstrap_peers() {

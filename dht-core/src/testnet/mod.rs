@@ -276,7 +276,7 @@ async fn circuit_address(handle: &NodeHandle, index: usize) -> Result<Multiaddr,
             .into_iter()
             .find(|a| a.iter().any(|p| p == Protocol::P2pCircuit))
         {
-            return Ok(strip_p2p(circuit));
+            return Ok(crate::node::addresses::strip_p2p(&circuit));
         }
         let left = deadline.saturating_duration_since(web_time::Instant::now());
         let next = futures::future::select(
@@ -287,14 +287,6 @@ async fn circuit_address(handle: &NodeHandle, index: usize) -> Result<Multiaddr,
             return Err(TestnetError::NotRelayed { index });
         }
     }
-}
-
-/// `address` without a trailing `/p2p/<peer id>`.
-fn strip_p2p(mut address: Multiaddr) -> Multiaddr {
-    if matches!(address.iter().last(), Some(Protocol::P2p(_))) {
-        address.pop();
-    }
-    address
 }
 
 /// A port for a node's memory listener, unique per peer id.

@@ -42,7 +42,8 @@ fn failed<E: Into<Box<dyn Error + Send + Sync>>>(
 }
 
 /// Builds the swarm with TCP, QUIC, WebRTC-direct, WebSocket, DNS and
-/// circuit relay v2 (dialing and listening through relays) over tokio. `certificate` is the WebRTC certificate, whose hash is part of the
+/// circuit relay v2 (dialing and listening through relays) over tokio.
+/// `certificate` is the WebRTC certificate, whose hash is part of the
 /// node's WebRTC address.
 pub async fn swarm(
     keypair: Keypair,
@@ -65,10 +66,11 @@ pub async fn swarm(
             quic.handshake_timeout = QUIC_HANDSHAKE_TIMEOUT;
             quic
         })
-        .with_other_transport(|key| webrtc::tokio::Transport::new(key.clone(), certificate))
-        .map_err(failed("WebRTC"))?
         // The relay client by hand rather than `with_relay_client`, for
-        // its dial timeout (see `CIRCUIT_DIAL_TIMEOUT`).
+        // its dial timeout (see `CIRCUIT_DIAL_TIMEOUT`); ahead of WebRTC,
+        // whose dialer takes a circuit address through a WebRTC relay
+        // address for its own, reaches the relay and fails the whole dial
+        // with the relay's peer id.
         .with_other_transport(|key| {
             Ok::<_, Box<dyn Error + Send + Sync>>(
                 relay_transport
@@ -79,6 +81,8 @@ pub async fn swarm(
             )
         })
         .map_err(failed("the relay client"))?
+        .with_other_transport(|key| webrtc::tokio::Transport::new(key.clone(), certificate))
+        .map_err(failed("WebRTC"))?
         .with_dns()
         .map_err(failed("DNS"))?
         .with_websocket(noise::Config::new, yamux::Config::default)

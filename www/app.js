@@ -73,6 +73,11 @@ function onEvent(event) {
       $("routing-count").textContent = routingPeers.size;
       step("routing");
       break;
+    case "routing-removed":
+      // A closed tab or an unreachable peer.
+      routingPeers.delete(event.peer);
+      $("routing-count").textContent = routingPeers.size;
+      break;
     case "bootstrapped":
       step("joined");
       break;

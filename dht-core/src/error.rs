@@ -41,6 +41,27 @@ pub fn chain(error: &dyn Error) -> String {
     text
 }
 
+/// Causes followed at most by [`find_cause`].
+const MAX_CAUSES: usize = 32;
+
+/// The first error of type `T` among `error` and its causes. Transports wrap
+/// libp2p's errors in layers of their own; an `io::Error` hides the error it
+/// wraps from `source`, so it is opened with `get_ref`.
+pub(crate) fn find_cause<T: Error + 'static>(error: &io::Error) -> Option<&T> {
+    let mut next: Option<&(dyn Error + 'static)> = error.get_ref().map(|e| e as _);
+    for _ in 0..MAX_CAUSES {
+        let current = next?;
+        if let Some(found) = current.downcast_ref::<T>() {
+            return Some(found);
+        }
+        next = match current.downcast_ref::<io::Error>() {
+            Some(inner) => inner.get_ref().map(|e| e as _),
+            None => current.source(),
+        };
+    }
+    None
+}
+
 /// A configuration that cannot work, from [`crate::ConfigBuilder::build`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

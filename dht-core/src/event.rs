@@ -7,7 +7,7 @@ use libp2p::{Multiaddr, PeerId, request_response::OutboundFailure};
 #[cfg(feature = "serde")]
 use crate::api::ser;
 use crate::{
-    error::{DialFailure, ErrorCode, RecordError},
+    error::{DialFailure, ErrorCode, RecordError, find_cause},
     namespace::Namespace,
     record::StoreError,
     role::RoleKind,
@@ -70,6 +70,15 @@ pub enum Event {
         bucket: u32,
         /// Whether it was not in the table before.
         new_peer: bool,
+    },
+    /// This node removed a peer from its routing table.
+    RoutingRemoved {
+        /// The peer.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
+        peer: PeerId,
+        /// Why.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::error"))]
+        reason: PeerGone,
     },
     /// A connection to a bootstrap peer opened.
     BootstrapPeerConnected {
@@ -294,29 +303,45 @@ impl RelayLost {
     /// Why the relay listener closed with `reason`: the reservation error
     /// found among the error's sources, else a failure with its message.
     pub(crate) fn from_listener_closed(reason: &Result<(), std::io::Error>) -> Self {
-        use libp2p::relay::client::transport::Error as TransportError;
         use libp2p::relay::outbound::hop::ReserveError;
         let Err(error) = reason else {
             return RelayLost::Disconnected;
         };
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = error
-            .get_ref()
-            .map(|e| e as &(dyn std::error::Error + 'static));
-        while let Some(current) = cause {
-            let reserve = current.downcast_ref::<ReserveError>().or_else(|| {
-                match current.downcast_ref::<TransportError>() {
-                    Some(TransportError::Reservation(e)) => Some(e),
-                    _ => None,
-                }
-            });
-            match reserve {
-                Some(ReserveError::ResourceLimitExceeded) => return RelayLost::Full,
-                Some(ReserveError::Refused) => return RelayLost::Refused,
-                Some(ReserveError::Unsupported) => return RelayLost::Unsupported,
-                Some(other) => return RelayLost::Failed(other.to_string()),
-                None => cause = current.source(),
-            }
+        match find_cause::<ReserveError>(error) {
+            Some(ReserveError::ResourceLimitExceeded) => RelayLost::Full,
+            Some(ReserveError::Refused) => RelayLost::Refused,
+            Some(ReserveError::Unsupported) => RelayLost::Unsupported,
+            Some(other) => RelayLost::Failed(other.to_string()),
+            None => RelayLost::Failed(error.to_string()),
         }
-        RelayLost::Failed(error.to_string())
+    }
+}
+
+/// Why a peer left the routing table (besides a full bucket replacing it,
+/// which Kademlia does without telling).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerGone {
+    /// Dials kept failing while other peers answered (see
+    /// [`crate::ConfigBuilder::drop_unreachable_after`]).
+    #[error("dials to the peer kept failing")]
+    Unreachable,
+    /// The peer is reachable only through relays, and every one of them
+    /// answered that it holds no reservation for it: a closed tab.
+    #[error("no relay holds a reservation for the peer any more")]
+    NoReservation,
+    /// The peer was reachable only through this node's relay, and its
+    /// reservation here ended.
+    #[error("the peer's reservation on this relay ended")]
+    ReservationEnded,
+}
+
+impl ErrorCode for PeerGone {
+    fn code(&self) -> &'static str {
+        match self {
+            PeerGone::Unreachable => "unreachable",
+            PeerGone::NoReservation => "no-reservation",
+            PeerGone::ReservationEnded => "reservation-ended",
+        }
     }
 }

@@ -120,7 +120,7 @@ pub use error::{
     LinkError, ListenError, NamespaceError, NodeStopped, PutRecordError, RecordError,
     RegisterError,
 };
-pub use event::{Event, LinkLost, RelayLost};
+pub use event::{Event, LinkLost, PeerGone, RelayLost};
 pub use handle::{EventStream, GetRecordOk, NodeHandle, PeerAddresses, PutRecordOk, QueryStats};
 pub use host::{NodeTask, Running, start};
 pub use libp2p;

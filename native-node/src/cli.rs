@@ -133,6 +133,14 @@ pub(crate) struct NodeArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
     pub(crate) idle_timeout: Duration,
 
+    /// How long a peer reachable only through relays (a browser tab) stays
+    /// in the routing table unheard from before it is dialed to check that
+    /// it is still there; a closed tab leaves within this plus about 15 s
+    /// (at once for peers whose connection to it broke). Each check of a
+    /// live tab opens a circuit through its relay.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
+    pub(crate) check_relayed_peers_every: Duration,
+
     /// Inbound connections one IPv4 address (or IPv6 /64) may hold, pending
     /// or open, however many peer ids it uses.
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
@@ -265,6 +273,7 @@ impl NodeArgs {
             .namespace_ttl(self.namespace_ttl)
             .namespace_refresh_interval(self.namespace_refresh)
             .idle_connection_timeout(self.idle_timeout)
+            .check_relayed_peers_every(self.check_relayed_peers_every)
             .connection_limits(ConnectionLimits {
                 max_incoming_per_ip: self.max_connections_per_ip,
                 limit_loopback: self.limit_loopback,

@@ -1,7 +1,9 @@
 //! The `native-node` binary as a circuit relay, with real processes on
 //! 127.0.0.1: a bootstrap relays by default, and a listener that serves only
 //! through it (`--serve-through-relay`, as a browser tab would) is found
-//! and linked to by a dialer, and the two exchange messages (`--message`).
+//! and linked to by a dialer, and the two exchange messages (`--message`);
+//! once killed, it leaves the routing tables of its relay and of a native
+//! node that knew it.
 
 use std::time::Duration;
 
@@ -141,4 +143,76 @@ fn serving_through_a_relay_is_refused_where_it_cannot_work() {
         error_code(&stdout).as_deref(),
         Some("one-shot-cannot-serve")
     );
+}
+
+fn is_removal(event: &Value, peer: &str, reason: &str) -> bool {
+    event["type"] == "routing-removed" && event["peer"] == peer && event["reason"]["code"] == reason
+}
+
+/// A tab closes without a word; the real transports (circuits through TCP
+/// and WebRTC-direct relay addresses) must still carry its relay's "no
+/// reservation" answer to the nodes that dial it.
+#[test]
+fn a_killed_relayed_node_leaves_the_routing_tables_of_its_relay_and_of_others() {
+    let dir = temp_dir("relayed-leaves");
+    let key = dir.join("bootstrap.key");
+    let mut boot = NodeProcess::start(
+        "relay-bootstrap",
+        &[
+            "bootstrap",
+            "--key-file",
+            key.to_str().expect("utf-8 path"),
+            "--report-interval",
+            "0",
+            "--no-http",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/webrtc-direct",
+        ],
+    );
+    let boot_address = boot.started().address("tcp");
+    let mut native = NodeProcess::start(
+        "native",
+        &[
+            "client",
+            "--bootstrap",
+            &boot_address,
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--check-relayed-peers-every",
+            "5s",
+            "run",
+        ],
+    );
+    native.started();
+    let mut tab = NodeProcess::start(
+        "relayed-listener",
+        &[
+            "listener",
+            "--namespace",
+            "leaving",
+            "--bootstrap",
+            &boot_address,
+            "--serve-through-relay",
+        ],
+    );
+    let tab_id = tab.started().peer_id;
+    tab.wait_for(LONG, "serving through the relay", |e| {
+        e["type"] == "serving-changed" && e["serving"] == true
+    });
+    // Its first lookups meet the native node, which takes it into its table.
+    native.wait_for(LONG, "the native node routes to the tab", |e| {
+        e["type"] == "routing-updated" && e["peer"] == tab_id.as_str()
+    });
+
+    tab.kill();
+    boot.wait_for(LONG, "the relay drops the tab", |e| {
+        is_removal(e, &tab_id, "reservation-ended")
+    });
+    native.wait_for(LONG, "the native node drops the tab", |e| {
+        is_removal(e, &tab_id, "no-reservation")
+    });
+    assert!(native.terminate().success());
+    assert!(boot.terminate().success());
 }

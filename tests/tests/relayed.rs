@@ -302,3 +302,113 @@ fn circuits_the_relay_drops_fail_at_the_dial_timeout_not_a_minute_later() {
         net.shutdown().await;
     });
 }
+
+/// Whether `node`'s routing table holds `peer`.
+async fn routes_to(node: &dht_core::testnet::TestNode, peer: PeerId) -> bool {
+    let table = node.handle.routing_table().await.expect("running");
+    table.peers().any(|e| e.peer_id == peer)
+}
+
+/// Whether `node` is connected to `peer`.
+async fn connected(node: &dht_core::testnet::TestNode, peer: PeerId) -> bool {
+    let peers = node.handle.connected_peers().await.expect("running");
+    peers.contains(&peer)
+}
+
+/// A closed tab says nothing; its relay answers "no reservation" for it.
+/// A node connected to the tab checks it when the connection breaks, every
+/// other node when it has not heard from it for its check interval, and the
+/// relay forgets it when its reservation ends.
+#[test]
+fn a_relayed_node_that_stops_leaves_routing_tables_within_the_check_interval() {
+    let pool = pool();
+    run(Duration::from_secs(120), "a closed tab leaves", async {
+        let executor = pool.clone();
+        let mut net = Testnet::new(move |task| executor.spawn_ok(task));
+        net.spawn(
+            Config::builder().relay_server(Some(RelayLimits::default())),
+            Role::Bootstrap,
+        )
+        .await
+        .expect("the relay starts");
+        // Checks only when a connection breaks (the default interval is
+        // far longer than this test).
+        let held = net
+            .spawn(Config::builder(), Role::ClientHelper)
+            .await
+            .expect("a native node joins")
+            .clone();
+        let interval = Duration::from_secs(2);
+        let quiet = net
+            .spawn(
+                Config::builder()
+                    .check_relayed_peers_every(interval)
+                    .idle_connection_timeout(Duration::from_secs(1)),
+                Role::ClientHelper,
+            )
+            .await
+            .expect("a native node joins")
+            .clone();
+        let tab = net
+            .spawn(
+                Config::builder().server_mode(ServerMode::Relayed),
+                Role::ClientHelper,
+            )
+            .await
+            .expect("a relayed node joins and gets a reservation")
+            .clone();
+
+        let relay = net.nodes()[0].clone();
+        for node in [&held, &quiet, &relay] {
+            eventually(PATIENCE, "the node routes to the tab", || async {
+                let _ = node.handle.closest_peers(tab.peer_id.to_bytes()).await;
+                routes_to(node, tab.peer_id).await.then_some(())
+            })
+            .await;
+        }
+        held.handle
+            .dial(tab.address.clone())
+            .await
+            .expect("the tab is reachable through the relay");
+
+        // A live tab passes its check and stays: `quiet` idles out, then
+        // dials it again once the interval has passed.
+        eventually(PATIENCE, "the quiet node idles out", || async {
+            (!connected(&quiet, tab.peer_id).await).then_some(())
+        })
+        .await;
+        eventually(PATIENCE, "the quiet node checks the tab", || async {
+            connected(&quiet, tab.peer_id).await.then_some(())
+        })
+        .await;
+        assert!(routes_to(&quiet, tab.peer_id).await, "a live tab stays");
+        eventually(PATIENCE, "the quiet node idles out again", || async {
+            (!connected(&quiet, tab.peer_id).await).then_some(())
+        })
+        .await;
+        assert!(connected(&held, tab.peer_id).await);
+
+        tab.handle.shutdown().await;
+        let bound = dht_core::CIRCUIT_DIAL_TIMEOUT + Duration::from_secs(1);
+        eventually(
+            bound,
+            "the connected node drops the tab at once",
+            || async { (!routes_to(&held, tab.peer_id).await).then_some(()) },
+        )
+        .await;
+        let bound = interval + Duration::from_secs(10) + dht_core::CIRCUIT_DIAL_TIMEOUT;
+        eventually(
+            bound,
+            "the quiet node drops the tab at its check",
+            || async { (!routes_to(&quiet, tab.peer_id).await).then_some(()) },
+        )
+        .await;
+        eventually(bound, "the relay drops the tab", || async {
+            (!routes_to(&relay, tab.peer_id).await).then_some(())
+        })
+        .await;
+        // The relay and the other native stay.
+        assert!(routes_to(&quiet, held.peer_id).await);
+        net.shutdown().await;
+    });
+}

@@ -199,6 +199,19 @@ impl ConfigBuilder {
         self
     }
 
+    /// How long a peer reachable only through relays (a browser tab) stays
+    /// in the routing table with nothing heard from it before it is dialed
+    /// to check that it is still there. A check that every relay answers
+    /// with "no reservation" removes it; so does the same answer to any
+    /// other dial, and a relayed peer whose connection breaks is checked at
+    /// once. A closed tab therefore leaves every routing table within this
+    /// interval plus about 15 s; each live tab costs each node that holds
+    /// it one circuit per interval. Default 5 minutes.
+    pub fn check_relayed_peers_every(mut self, interval: Duration) -> Self {
+        self.config.relayed_peer_check_interval = interval;
+        self
+    }
+
     /// How long a connection with nothing to do stays open. Connections to
     /// bootstrap peers and linked namespace peers are kept regardless.
     /// Default 60 s.
@@ -312,6 +325,10 @@ impl ConfigBuilder {
             ("initial reconnect delay", config.reconnect_initial_delay),
             ("idle connection timeout", config.idle_connection_timeout),
             ("ping interval", config.ping_interval),
+            (
+                "relayed peer check interval",
+                config.relayed_peer_check_interval,
+            ),
         ];
         let optional_durations = [
             ("record TTL", config.record_ttl),

@@ -13,7 +13,12 @@ use libp2p::{
 };
 
 use super::{discovery::DiscoveryId, links::Handshake, queries::Pending};
-use crate::{event::Event, handle::Reply, message::MessageError, namespace::NamespaceRequest};
+use crate::{
+    event::{Event, PeerGone},
+    handle::Reply,
+    message::MessageError,
+    namespace::NamespaceRequest,
+};
 
 /// One thing for the swarm to do.
 #[derive(Debug)]
@@ -32,8 +37,11 @@ pub(crate) enum Action {
     Unpin(PeerId),
     /// Add an address of `peer` to the routing table.
     AddAddress { peer: PeerId, address: Multiaddr },
-    /// Remove `peer` from the routing table.
-    RemovePeer(PeerId),
+    /// Remove one address of `peer` from the routing table (and the peer
+    /// with its last address).
+    RemoveAddress { peer: PeerId, address: Multiaddr },
+    /// Remove `peer` from the routing table, for `reason`.
+    RemovePeer { peer: PeerId, reason: PeerGone },
     /// Announce an address as this node's own external address.
     AddExternalAddress(Multiaddr),
     /// Stop announcing an external address.

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use libp2p::{
-    Multiaddr, PeerId, core::ConnectedPoint, identify, kad, relay, request_response,
-    swarm::SwarmEvent,
+    Multiaddr, PeerId,
+    core::ConnectedPoint,
+    identify, kad, relay, request_response,
+    swarm::{ConnectionError, SwarmEvent},
 };
 use web_time::Instant;
 
@@ -75,7 +77,18 @@ impl Node {
                     self.membership.on_joined(&mut self.actions);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => self.relay_server.on(&event),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => {
+                if let Some(peer) = self.relay_server.on(&event) {
+                    let kad = &mut self.swarm.behaviour_mut().kad;
+                    let routing = snapshot::routing_addresses(kad, &peer);
+                    self.relayed_peers.on_reservation_ended(
+                        peer,
+                        self.settings.local,
+                        routing,
+                        &mut self.actions,
+                    );
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Limits(never)) => match never {},
             SwarmEvent::Behaviour(BehaviourEvent::IpLimits(never)) => match never {},
             SwarmEvent::Behaviour(BehaviourEvent::KeepAlive(never)) => match never {},
@@ -145,6 +158,7 @@ impl Node {
                 }
                 self.addresses.on_connected(peer_id, &endpoint);
                 self.relays.on_connected(peer_id, &endpoint);
+                self.relayed_peers.on_connected(&peer_id, now);
                 if num_established.get() == 1 {
                     let (address, inbound) = match endpoint {
                         ConnectedPoint::Dialer { address, .. } => (address, false),
@@ -170,6 +184,12 @@ impl Node {
                 tracing::debug!(peer = %peer_id, ?cause, "disconnected");
                 self.addresses.on_disconnected(&peer_id);
                 self.relays.on_disconnected(&peer_id);
+                let routing =
+                    snapshot::routing_addresses(&mut self.swarm.behaviour_mut().kad, &peer_id);
+                // Closed here for being idle, or broken.
+                let broke = matches!(cause, Some(ConnectionError::IO(_)));
+                self.relayed_peers
+                    .on_disconnected(peer_id, broke, routing, now);
                 self.messages.forget(&peer_id);
                 self.actions.emit(Event::PeerDisconnected { peer: peer_id });
                 self.links.on_disconnected(peer_id, now, &mut self.actions);
@@ -181,6 +201,7 @@ impl Node {
                 peer_id,
                 error,
             } => {
+                tracing::debug!(peer = ?peer_id, ?error, "dial failed");
                 let error = Arc::new(error);
                 if let Some((address, reply)) = self.in_flight.dials.remove(&connection_id) {
                     let _ = reply.send(Err(DialError::Failed {
@@ -202,6 +223,13 @@ impl Node {
     }
 
     pub(super) fn on_dial_failed(&mut self, peer: PeerId, error: &DialFailure, now: Instant) {
+        if !self.joining.is_bootstrap_peer(&peer)
+            && self
+                .relayed_peers
+                .on_dial_failed(peer, error, &mut self.actions)
+        {
+            return;
+        }
         let others_connected = self.swarm.connected_peers().next().is_some();
         self.joining
             .on_dial_failed(peer, error, others_connected, now, &mut self.actions);

@@ -17,7 +17,10 @@ use super::{
     action::{Action, Query},
     queries::{Pending, StartError},
 };
-use crate::record::{Store, StoreError};
+use crate::{
+    event::Event,
+    record::{Store, StoreError},
+};
 
 impl Node {
     /// Carries out every queued action; an action may queue more.
@@ -52,9 +55,14 @@ impl Node {
             Action::AddAddress { peer, address } => {
                 behaviour.kad.add_address(&peer, address);
             }
-            Action::RemovePeer(peer) => {
+            Action::RemoveAddress { peer, address } => {
+                behaviour.kad.remove_address(&peer, &address);
+            }
+            Action::RemovePeer { peer, reason } => {
                 if behaviour.kad.remove_peer(&peer).is_some() {
-                    tracing::debug!(%peer, "removed an unreachable peer from the routing table");
+                    tracing::debug!(%peer, %reason, "removed from the routing table");
+                    self.subscribers
+                        .publish(&Event::RoutingRemoved { peer, reason });
                 }
             }
             Action::AddExternalAddress(address) => self.swarm.add_external_address(address),

@@ -19,7 +19,11 @@ use super::{
     queries::Pending,
     unreachable::Unreachable,
 };
-use crate::{error::DialFailure, event::Event, handle::Reply};
+use crate::{
+    error::DialFailure,
+    event::{Event, PeerGone},
+    handle::Reply,
+};
 
 /// Joining and staying joined.
 #[derive(Debug)]
@@ -119,7 +123,10 @@ impl Joining {
                 .unreachable
                 .on_dial_failed(peer, error, others_connected, now)
         {
-            out.push(Action::RemovePeer(peer));
+            out.push(Action::RemovePeer {
+                peer,
+                reason: PeerGone::Unreachable,
+            });
         }
         if let Some(delay) = self.peers.on_dial_failed(&peer, now) {
             tracing::warn!(%peer, %error, retry_in = ?delay, "bootstrap peer unreachable");
@@ -297,7 +304,9 @@ mod tests {
         joining.on_dial_failed(peer, &refused(&address), true, now, &mut out);
         let actions = out.drain();
         assert!(
-            !actions.iter().any(|a| matches!(a, Action::RemovePeer(_))),
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::RemovePeer { .. })),
             "bootstrap peers stay in the routing table"
         );
         assert!(matches!(
@@ -316,7 +325,9 @@ mod tests {
         joining.on_dial_failed(stranger, &refused(&address), true, now, &mut out);
         assert!(out.drain().is_empty(), "one failure is not enough");
         joining.on_dial_failed(stranger, &refused(&address), true, now + SPAN, &mut out);
-        assert!(matches!(&out.drain()[..], [Action::RemovePeer(p)] if *p == stranger));
+        assert!(
+            matches!(&out.drain()[..], [Action::RemovePeer { peer, reason: PeerGone::Unreachable }] if *peer == stranger)
+        );
     }
 
     #[test]

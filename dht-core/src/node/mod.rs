@@ -8,6 +8,7 @@
 //! | part | concern |
 //! |---|---|
 //! | [`joining`] | bootstrap peers ([`backoff`]), routing-table refreshes, unreachable peers ([`unreachable`](mod@unreachable)) |
+//! | [`relayed_peers`] | when relayed peers (tabs) that went away leave the routing table |
 //! | [`queries`] | Kademlia queries in flight and what their results mean |
 //! | [`membership`] | this node's namespace registrations |
 //! | [`discovery`] | finding a namespace's members |
@@ -41,6 +42,7 @@ mod membership;
 mod messages;
 mod queries;
 mod reach;
+mod relayed_peers;
 mod relays;
 mod snapshot;
 mod subscribers;
@@ -75,6 +77,7 @@ use self::{
     membership::Membership,
     messages::Messages,
     queries::{Outcome, Queries},
+    relayed_peers::RelayedPeers,
     relays::Relays,
     subscribers::Subscribers,
 };
@@ -104,6 +107,7 @@ pub struct Node {
     addresses: Addresses,
     diversity: Diversity,
     relays: Relays,
+    relayed_peers: RelayedPeers,
     relay_server: RelayServerCounts,
     messages: Messages,
     subscribers: Subscribers,
@@ -149,23 +153,30 @@ impl RelayServerCounts {
         }
     }
 
+    /// Counts what `event` changed; returns the peer whose reservation
+    /// ended, if one did.
     #[cfg(target_arch = "wasm32")]
-    fn on(&mut self, event: &std::convert::Infallible) {
+    fn on(&mut self, event: &std::convert::Infallible) -> Option<PeerId> {
         match *event {}
     }
 
+    /// Counts what `event` changed; returns the peer whose reservation
+    /// ended, if one did.
     #[cfg(not(target_arch = "wasm32"))]
-    fn on(&mut self, event: &libp2p::relay::Event) {
+    fn on(&mut self, event: &libp2p::relay::Event) -> Option<PeerId> {
         use libp2p::relay::Event as Relay;
         match event {
             Relay::ReservationReqAccepted { renewed: false, .. } => self.reservations += 1,
-            Relay::ReservationClosed { .. } | Relay::ReservationTimedOut { .. } => {
-                self.reservations = self.reservations.saturating_sub(1)
+            Relay::ReservationClosed { src_peer_id }
+            | Relay::ReservationTimedOut { src_peer_id } => {
+                self.reservations = self.reservations.saturating_sub(1);
+                return Some(*src_peer_id);
             }
             Relay::CircuitReqAccepted { .. } => self.circuits += 1,
             Relay::CircuitClosed { .. } => self.circuits = self.circuits.saturating_sub(1),
             _ => {}
         }
+        None
     }
 }
 
@@ -268,6 +279,7 @@ impl Node {
                 config.routing_diversity.per_table,
             ),
             relays,
+            relayed_peers: RelayedPeers::new(config.relayed_peer_check_interval, now),
             relay_server: RelayServerCounts::default(),
             messages: Messages::new(config.message_limits),
             subscribers: Subscribers::new(config.event_buffer),
@@ -361,6 +373,7 @@ impl Node {
             self.joining.next_deadline(),
             self.discovery.next_deadline(),
             self.relays.next_deadline(),
+            Some(self.relayed_peers.next_deadline()),
         ]
         .into_iter()
         .flatten()
@@ -400,6 +413,15 @@ impl Node {
         );
         links.poll(now, actions);
         self.relays.on_tick(now, &mut self.actions);
+        self.relayed_peers.poll(now, &mut self.actions);
+        if self.relayed_peers.sweep_due(now) {
+            let kad = &mut self.swarm.behaviour_mut().kad;
+            let entries: Vec<_> = snapshot::table_addresses(kad)
+                .into_iter()
+                .map(|(peer, addresses)| (peer, addresses, self.swarm.is_connected(&peer)))
+                .collect();
+            self.relayed_peers.sweep(now, entries, &mut self.actions);
+        }
         // A timer that fired for nothing (its deadline moved) must be re-armed.
         self.timer.at = now;
     }

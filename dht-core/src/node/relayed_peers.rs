@@ -1,0 +1,496 @@
+//! When a peer reachable only through relays (a browser tab) leaves the
+//! routing table.
+//!
+//! A tab closes without a word. Its relay learns at once (the tab's
+//! connection drops, and its reservation with it), but nobody else does,
+//! and Kademlia keeps a peer until a full bucket replaces it. So a relayed
+//! peer is checked by dialing it, and the relay's answer decides:
+//!
+//! - a dial that every relay answers "no reservation" removes the peer at
+//!   once: the relay was reached, and the peer is not behind it (a relay
+//!   that cannot be reached is no such answer; [`super::unreachable`]'s
+//!   slower rule covers it);
+//! - the last connection to a relayed peer breaking (the tab went away, or
+//!   its relay did) is checked [`GRACE`] later, at most once per `interval`
+//!   (a tab closing an idle connection breaks it too, and must not cost a
+//!   circuit every idle timeout);
+//! - every other relayed peer in the routing table is checked when nothing
+//!   was heard from it for `interval`.
+//!
+//! So a closed tab leaves the routing table of a node connected to it within
+//! [`GRACE`] plus one circuit dial ([`crate::CIRCUIT_DIAL_TIMEOUT`] at most),
+//! and of every node within `interval` plus [`SWEEP_EVERY`] plus one dial.
+//! A live tab costs each node whose table holds it at most two circuits per
+//! `interval`.
+
+use std::{collections::HashMap, io, time::Duration};
+
+use libp2p::{
+    Multiaddr, PeerId, core::transport::TransportError, multiaddr::Protocol,
+    relay::outbound::hop::ConnectError, swarm::DialError,
+};
+use web_time::Instant;
+
+use super::action::{Action, Actions};
+use crate::{
+    error::{DialFailure, find_cause},
+    event::PeerGone,
+};
+
+/// How often the routing table is looked through for relayed peers due a
+/// check.
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// How long after a relayed peer's connection broke it is checked: its relay
+/// learns that the peer left from the same break, and a check that reaches
+/// the relay first is answered as if the peer were still there.
+pub(crate) const GRACE: Duration = Duration::from_secs(2);
+
+/// What is known of one relayed peer of the routing table.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// Last connected to it, or when it entered the table.
+    heard: Instant,
+    /// When a break of its connection was last checked.
+    break_checked: Option<Instant>,
+}
+
+/// The relayed peers of the routing table and when each was last heard from.
+#[derive(Debug)]
+pub(crate) struct RelayedPeers {
+    interval: Duration,
+    /// Bounded by the routing table: peers not in it are dropped each sweep.
+    seen: HashMap<PeerId, Seen>,
+    /// Breaks to check, when; bounded like `seen` (their peers are in it).
+    breaks: HashMap<PeerId, (Instant, Vec<Multiaddr>)>,
+    next_sweep: Instant,
+}
+
+impl RelayedPeers {
+    /// Checks each relayed peer nothing was heard from for `interval`; the
+    /// first sweep is at `now`.
+    pub(crate) fn new(interval: Duration, now: Instant) -> Self {
+        Self {
+            interval,
+            seen: HashMap::new(),
+            breaks: HashMap::new(),
+            next_sweep: now,
+        }
+    }
+
+    /// When [`poll`](Self::poll) or [`sweep`](Self::sweep) is due.
+    pub(crate) fn next_deadline(&self) -> Instant {
+        self.breaks
+            .values()
+            .map(|(at, _)| *at)
+            .fold(self.next_sweep, Instant::min)
+    }
+
+    /// Whether [`sweep`](Self::sweep) is due.
+    pub(crate) fn sweep_due(&self, now: Instant) -> bool {
+        now >= self.next_sweep
+    }
+
+    /// A connection to `peer` opened: it is there.
+    pub(crate) fn on_connected(&mut self, peer: &PeerId, now: Instant) {
+        if let Some(seen) = self.seen.get_mut(peer) {
+            seen.heard = now;
+        }
+        self.breaks.remove(peer);
+    }
+
+    /// The last connection to `peer` closed; `broke` says whether it broke
+    /// (rather than being closed here for being idle); `routing` is what the
+    /// routing table holds for it.
+    pub(crate) fn on_disconnected(
+        &mut self,
+        peer: PeerId,
+        broke: bool,
+        routing: Vec<Multiaddr>,
+        now: Instant,
+    ) {
+        if !broke || !only_relayed(&routing) {
+            return;
+        }
+        let seen = self.seen.entry(peer).or_insert(Seen {
+            heard: now,
+            break_checked: None,
+        });
+        if seen
+            .break_checked
+            .is_some_and(|at| now.saturating_duration_since(at) < self.interval)
+        {
+            return;
+        }
+        seen.break_checked = Some(now);
+        self.breaks.insert(peer, (now + GRACE, routing));
+    }
+
+    /// Dials the relayed peers whose break is due a check.
+    pub(crate) fn poll(&mut self, now: Instant, out: &mut Actions) {
+        self.breaks.retain(|peer, (at, addresses)| {
+            if *at > now {
+                return true;
+            }
+            tracing::debug!(%peer, "checking a relayed peer whose connection broke");
+            out.push(Action::Dial {
+                peer: *peer,
+                addresses: std::mem::take(addresses),
+            });
+            false
+        });
+    }
+
+    /// A dial of `peer` failed with `error`. Returns whether it leaves the
+    /// routing table for it.
+    pub(crate) fn on_dial_failed(
+        &mut self,
+        peer: PeerId,
+        error: &DialFailure,
+        out: &mut Actions,
+    ) -> bool {
+        if !no_relay_holds(error) {
+            return false;
+        }
+        tracing::debug!(%peer, "no relay holds a reservation for it: leaves the routing table");
+        self.seen.remove(&peer);
+        self.breaks.remove(&peer);
+        out.push(Action::RemovePeer {
+            peer,
+            reason: PeerGone::NoReservation,
+        });
+        true
+    }
+
+    /// This node's relay server no longer holds a reservation for `peer`
+    /// (its connection closed, or it did not renew): the circuit addresses
+    /// through this node in `routing` are dead. Removes them, and the peer
+    /// when they were all it had.
+    pub(crate) fn on_reservation_ended(
+        &mut self,
+        peer: PeerId,
+        local: PeerId,
+        routing: Vec<Multiaddr>,
+        out: &mut Actions,
+    ) {
+        let (through_us, elsewhere): (Vec<_>, Vec<_>) = routing
+            .into_iter()
+            .partition(|address| relayed_by(address) == Some(local));
+        if through_us.is_empty() {
+            return;
+        }
+        if elsewhere.is_empty() {
+            tracing::debug!(%peer, "its reservation here ended: leaves the routing table");
+            self.seen.remove(&peer);
+            self.breaks.remove(&peer);
+            out.push(Action::RemovePeer {
+                peer,
+                reason: PeerGone::ReservationEnded,
+            });
+        } else {
+            for address in through_us {
+                out.push(Action::RemoveAddress { peer, address });
+            }
+        }
+    }
+
+    /// Looks through the routing table (`entries`: each peer, its addresses
+    /// and whether it is connected) if due, and dials the relayed peers
+    /// nothing was heard from for the interval.
+    pub(crate) fn sweep(
+        &mut self,
+        now: Instant,
+        entries: impl IntoIterator<Item = (PeerId, Vec<Multiaddr>, bool)>,
+        out: &mut Actions,
+    ) {
+        if !self.sweep_due(now) {
+            return;
+        }
+        self.next_sweep = now + SWEEP_EVERY;
+        let mut seen = HashMap::with_capacity(self.seen.len());
+        for (peer, addresses, connected) in entries {
+            if !only_relayed(&addresses) {
+                continue;
+            }
+            // A peer new to the table was just heard from.
+            let mut entry = self.seen.get(&peer).copied().unwrap_or(Seen {
+                heard: now,
+                break_checked: None,
+            });
+            if connected {
+                entry.heard = now;
+            } else if now.saturating_duration_since(entry.heard) >= self.interval {
+                tracing::debug!(%peer, "checking a relayed peer not heard from");
+                out.push(Action::Dial { peer, addresses });
+                entry.heard = now;
+            }
+            seen.insert(peer, entry);
+        }
+        self.breaks.retain(|peer, _| seen.contains_key(peer));
+        self.seen = seen;
+    }
+}
+
+/// Whether a peer's addresses are all circuits (and there is one).
+fn only_relayed(addresses: &[Multiaddr]) -> bool {
+    !addresses.is_empty()
+        && addresses
+            .iter()
+            .all(|address| address.iter().any(|p| p == Protocol::P2pCircuit))
+}
+
+/// The relay of a circuit address: the peer named just before
+/// `/p2p-circuit`.
+fn relayed_by(address: &Multiaddr) -> Option<PeerId> {
+    let mut relay = None;
+    for protocol in address.iter() {
+        match protocol {
+            Protocol::P2p(peer) => relay = Some(peer),
+            Protocol::P2pCircuit => return relay,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether every address of a failed dial was a relay answering that it
+/// holds no reservation for the peer.
+fn no_relay_holds(error: &DialFailure) -> bool {
+    let DialError::Transport(attempts) = error.as_ref() else {
+        return false;
+    };
+    !attempts.is_empty()
+        && attempts.iter().all(|(_, error)| match error {
+            TransportError::Other(error) => says_no_reservation(error),
+            TransportError::MultiaddrNotSupported(_) => false,
+        })
+}
+
+/// Whether a transport's error carries a relay's "no reservation" answer.
+fn says_no_reservation(error: &io::Error) -> bool {
+    matches!(
+        find_cause::<ConnectError>(error),
+        Some(ConnectError::NoReservation)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use libp2p::relay::client::transport::Error as RelayTransportError;
+
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_secs(600);
+
+    fn circuit(relay: u8) -> Multiaddr {
+        circuit_through(relay, PeerId::random())
+    }
+
+    fn circuit_through(relay: u8, peer: PeerId) -> Multiaddr {
+        format!("/ip4/192.0.2.{relay}/tcp/4001/p2p/{peer}/p2p-circuit")
+            .parse()
+            .unwrap()
+    }
+
+    fn direct() -> Multiaddr {
+        "/ip4/192.0.2.9/tcp/4001".parse().unwrap()
+    }
+
+    /// A dial failure as the transports build it: the relay's answer inside
+    /// the relay transport's error, inside an `io::Error`.
+    fn relay_answered(answer: ConnectError) -> io::Error {
+        io::Error::other(RelayTransportError::Connect(answer))
+    }
+
+    fn failed(errors: Vec<io::Error>) -> DialFailure {
+        Arc::new(DialError::Transport(
+            errors
+                .into_iter()
+                .enumerate()
+                .map(|(i, error)| (circuit(i as u8), TransportError::Other(error)))
+                .collect(),
+        ))
+    }
+
+    fn dialed(actions: &mut Actions) -> Vec<PeerId> {
+        actions
+            .drain()
+            .into_iter()
+            .filter_map(|action| match action {
+                Action::Dial { peer, .. } => Some(peer),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_peer_no_relay_holds_leaves_at_once() {
+        let mut peers = RelayedPeers::new(INTERVAL, Instant::now());
+        let mut out = Actions::default();
+        let peer = PeerId::random();
+        let gone = failed(vec![
+            relay_answered(ConnectError::NoReservation),
+            // Wrapped once more, as the boxed transport stack does.
+            io::Error::other(relay_answered(ConnectError::NoReservation)),
+        ]);
+        assert!(peers.on_dial_failed(peer, &gone, &mut out));
+        assert!(
+            matches!(out.drain()[..], [Action::RemovePeer { peer: p, reason: PeerGone::NoReservation }] if p == peer)
+        );
+    }
+
+    #[test]
+    fn a_relay_that_cannot_answer_or_holds_it_elsewhere_removes_nothing() {
+        let mut peers = RelayedPeers::new(INTERVAL, Instant::now());
+        let mut out = Actions::default();
+        let peer = PeerId::random();
+        let one_relay_unreachable = failed(vec![
+            relay_answered(ConnectError::NoReservation),
+            io::Error::from(io::ErrorKind::ConnectionRefused),
+        ]);
+        let busy = failed(vec![relay_answered(ConnectError::ResourceLimitExceeded)]);
+        for error in [one_relay_unreachable, busy, Arc::new(DialError::Aborted)] {
+            assert!(!peers.on_dial_failed(peer, &error, &mut out));
+        }
+        assert!(out.drain().is_empty());
+    }
+
+    #[test]
+    fn a_broken_connection_to_a_relayed_peer_is_checked_after_the_grace_once_per_interval() {
+        let start = Instant::now();
+        let mut peers = RelayedPeers::new(INTERVAL, start);
+        let mut out = Actions::default();
+        let tab = PeerId::random();
+        peers.on_disconnected(tab, false, vec![circuit(1)], start);
+        peers.on_disconnected(PeerId::random(), true, vec![direct()], start);
+        peers.on_disconnected(PeerId::random(), true, vec![circuit(1), direct()], start);
+        peers.on_disconnected(PeerId::random(), true, Vec::new(), start);
+        peers.poll(start + INTERVAL, &mut out);
+        assert!(
+            dialed(&mut out).is_empty(),
+            "idle closes and reachable peers"
+        );
+
+        peers.sweep(start, Vec::new(), &mut out);
+        peers.on_disconnected(tab, true, vec![circuit(1), circuit(2)], start);
+        assert_eq!(peers.next_deadline(), start + GRACE);
+        peers.poll(start + GRACE / 2, &mut out);
+        assert!(dialed(&mut out).is_empty(), "its relay may not know yet");
+        peers.poll(start + GRACE, &mut out);
+        assert_eq!(dialed(&mut out), vec![tab]);
+
+        // It was there and broke again (a tab closing an idle connection):
+        // not checked again within the interval.
+        peers.on_connected(&tab, start + GRACE);
+        peers.on_disconnected(tab, true, vec![circuit(1)], start + INTERVAL / 2);
+        peers.poll(start + INTERVAL, &mut out);
+        assert!(dialed(&mut out).is_empty());
+        peers.on_disconnected(tab, true, vec![circuit(1)], start + INTERVAL);
+        peers.poll(start + INTERVAL + GRACE, &mut out);
+        assert_eq!(dialed(&mut out), vec![tab]);
+    }
+
+    #[test]
+    fn a_reconnection_within_the_grace_cancels_the_check() {
+        let start = Instant::now();
+        let mut peers = RelayedPeers::new(INTERVAL, start);
+        let mut out = Actions::default();
+        let tab = PeerId::random();
+        peers.on_disconnected(tab, true, vec![circuit(1)], start);
+        peers.on_connected(&tab, start + GRACE / 2);
+        peers.poll(start + GRACE, &mut out);
+        assert!(dialed(&mut out).is_empty());
+    }
+
+    #[test]
+    fn a_relayed_peer_not_heard_from_for_the_interval_is_checked_once_per_interval() {
+        let start = Instant::now();
+        let mut peers = RelayedPeers::new(INTERVAL, start);
+        let mut out = Actions::default();
+        let (quiet, connected, native) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let table = |connected_now: bool| {
+            vec![
+                (quiet, vec![circuit(1)], false),
+                (connected, vec![circuit(2)], connected_now),
+                (native, vec![direct()], false),
+            ]
+        };
+        peers.sweep(start, table(true), &mut out);
+        assert!(
+            dialed(&mut out).is_empty(),
+            "peers new to the table were just heard from"
+        );
+        assert_eq!(peers.next_deadline(), start + SWEEP_EVERY);
+
+        // Not due before the next sweep, whatever the time.
+        peers.sweep(start + SWEEP_EVERY / 2, table(false), &mut out);
+        assert!(dialed(&mut out).is_empty());
+
+        // `connected` was connected until the interval's middle.
+        let middle = start + INTERVAL / 2;
+        peers.sweep(middle, table(true), &mut out);
+        let due = start + INTERVAL;
+        peers.sweep(due, table(false), &mut out);
+        assert_eq!(dialed(&mut out), vec![quiet]);
+        peers.sweep(due + SWEEP_EVERY, table(false), &mut out);
+        assert!(dialed(&mut out).is_empty(), "checked once per interval");
+        peers.sweep(middle + INTERVAL, table(false), &mut out);
+        assert_eq!(dialed(&mut out), vec![connected]);
+
+        // A connection counts as hearing from it.
+        peers.on_connected(&quiet, due + INTERVAL - SWEEP_EVERY);
+        peers.sweep(due + INTERVAL, table(false), &mut out);
+        assert!(dialed(&mut out).is_empty());
+    }
+
+    #[test]
+    fn a_relay_forgets_the_circuits_through_it_whose_reservation_ended() {
+        let mut peers = RelayedPeers::new(INTERVAL, Instant::now());
+        let mut out = Actions::default();
+        let (local, other_relay) = (PeerId::random(), PeerId::random());
+        let (only_here, also_elsewhere) = (PeerId::random(), PeerId::random());
+
+        peers.on_reservation_ended(only_here, local, vec![circuit_through(1, local)], &mut out);
+        assert!(
+            matches!(out.drain()[..], [Action::RemovePeer { peer: p, reason: PeerGone::ReservationEnded }] if p == only_here)
+        );
+
+        let here = circuit_through(1, local);
+        let there = circuit_through(2, other_relay);
+        peers.on_reservation_ended(
+            also_elsewhere,
+            local,
+            vec![here.clone(), there.clone()],
+            &mut out,
+        );
+        assert!(matches!(
+            &out.drain()[..],
+            [Action::RemoveAddress { peer, address }] if *peer == also_elsewhere && *address == here
+        ));
+
+        // Not through this node: nothing to forget.
+        peers.on_reservation_ended(PeerId::random(), local, vec![there, direct()], &mut out);
+        assert!(out.drain().is_empty());
+    }
+
+    #[test]
+    fn peers_that_left_the_table_are_forgotten() {
+        let start = Instant::now();
+        let mut peers = RelayedPeers::new(INTERVAL, start);
+        let mut out = Actions::default();
+        let tab = PeerId::random();
+        peers.sweep(start, vec![(tab, vec![circuit(1)], false)], &mut out);
+        assert_eq!(peers.seen.len(), 1);
+        peers.sweep(start + SWEEP_EVERY, Vec::new(), &mut out);
+        assert!(peers.seen.is_empty());
+        // Back in the table much later: new, so not checked at once.
+        peers.sweep(
+            start + INTERVAL * 3,
+            vec![(tab, vec![circuit(1)], false)],
+            &mut out,
+        );
+        assert!(dialed(&mut out).is_empty());
+    }
+}

@@ -6,7 +6,8 @@
 //! address must be dialable at all ([`is_dialable`]) and at most
 //! [`MAX_ADDRESS_LEN`] bytes, in a range this node is on ([`Reach`]);
 //! loopback addresses are kept only for peers that reached us over loopback
-//! (to anyone else they name our own machine); only peers that speak our
+//! (to anyone else they name our own machine), or for circuits through a
+//! relay that did (they name that relay); only peers that speak our
 //! Kademlia protocol enter the routing table, with at most
 //! `max_addresses_per_peer` addresses however often they push new ones.
 
@@ -99,7 +100,11 @@ impl Addresses {
         let addresses: Vec<Multiaddr> = listen_addresses
             .into_iter()
             .filter(|a| is_dialable(a) && a.len() <= MAX_ADDRESS_LEN && reach.allows(a))
-            .filter(|a| same_host || !is_loopback(a))
+            .filter(|a| {
+                same_host
+                    || !is_loopback(a)
+                    || relay_of(a).is_some_and(|relay| self.loopback_peers.contains(&relay))
+            })
             .take(self.max_per_peer)
             .collect();
         if protocols.contains(&self.kad_protocol) && may_enter {
@@ -186,6 +191,20 @@ pub(crate) fn strip_p2p(address: &Multiaddr) -> Multiaddr {
         address.pop();
     }
     address
+}
+
+/// The relay of a circuit address: the peer named just before
+/// `/p2p-circuit`.
+pub(crate) fn relay_of(address: &Multiaddr) -> Option<PeerId> {
+    let mut relay = None;
+    for protocol in address.iter() {
+        match protocol {
+            Protocol::P2p(peer) => relay = Some(peer),
+            Protocol::P2pCircuit => return relay,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Whether an address starts with an IP protocol.
@@ -405,6 +424,31 @@ mod tests {
             &mut out,
         );
         assert!(routing_additions(&mut out).is_empty());
+    }
+
+    /// Two tabs on one relay on this host: each hears of the other (over a
+    /// circuit, not over loopback) at circuit addresses through that relay.
+    #[test]
+    fn circuits_through_a_relay_on_this_host_keep_their_loopback_addresses() {
+        let mut addresses = Addresses::new(KAD, 16);
+        let mut out = Actions::default();
+        let (relay, tab, stranger) = (PeerId::random(), PeerId::random(), PeerId::random());
+        addresses.on_connected(relay, &inbound_from("/ip4/127.0.0.1/tcp/5555"));
+        let through =
+            |relay: PeerId| addr(&format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}/p2p-circuit"));
+        addresses.on_identify(
+            tab,
+            vec![through(relay), through(stranger)],
+            &[KAD],
+            &[],
+            true,
+            &mut out,
+        );
+        // Through a relay not known to be on this host, the address would
+        // name whatever listens on our own machine.
+        assert_eq!(routing_additions(&mut out), vec![through(relay)]);
+        assert_eq!(relay_of(&through(relay)), Some(relay));
+        assert_eq!(relay_of(&addr("/ip4/127.0.0.1/tcp/4001")), None);
     }
 
     #[test]

@@ -31,7 +31,10 @@ use libp2p::{
 };
 use web_time::Instant;
 
-use super::action::{Action, Actions};
+use super::{
+    action::{Action, Actions},
+    addresses::relay_of,
+};
 use crate::{
     error::{DialFailure, find_cause},
     event::PeerGone,
@@ -175,7 +178,7 @@ impl RelayedPeers {
     ) {
         let (through_us, elsewhere): (Vec<_>, Vec<_>) = routing
             .into_iter()
-            .partition(|address| relayed_by(address) == Some(local));
+            .partition(|address| relay_of(address) == Some(local));
         if through_us.is_empty() {
             return;
         }
@@ -237,20 +240,6 @@ fn only_relayed(addresses: &[Multiaddr]) -> bool {
         && addresses
             .iter()
             .all(|address| address.iter().any(|p| p == Protocol::P2pCircuit))
-}
-
-/// The relay of a circuit address: the peer named just before
-/// `/p2p-circuit`.
-fn relayed_by(address: &Multiaddr) -> Option<PeerId> {
-    let mut relay = None;
-    for protocol in address.iter() {
-        match protocol {
-            Protocol::P2p(peer) => relay = Some(peer),
-            Protocol::P2pCircuit => return relay,
-            _ => {}
-        }
-    }
-    None
 }
 
 /// Whether every address of a failed dial was a relay answering that it

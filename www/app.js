@@ -107,7 +107,10 @@ function showServing(event) {
     step("serving");
     $("serving").textContent = `serving through relay ${relays.map((r) => `/p2p/${r}`).join(" and ")}: other nodes dial this tab through it, route lookups to it and store records here`;
   } else if (event?.type === "relay-reservation-lost") {
-    $("serving").textContent = `client only: the reservation on ${short(event.relay)} ended (${event.reason.code}: ${event.reason.message}); trying again`;
+    // A relay that said no at once refused; any other loss ended a reservation.
+    const refused = ["relay-full", "relay-refused", "relay-unsupported"].includes(event.reason.code);
+    const what = refused ? "was refused" : "ended";
+    $("serving").textContent = `client only: the reservation on ${short(event.relay)} ${what} (${event.reason.code}: ${event.reason.message}); trying again`;
   } else {
     $("serving").textContent = "client only: waiting for a relay reservation";
   }

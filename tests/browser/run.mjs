@@ -8,9 +8,11 @@
 //    download), over WebSocket and over WebRTC-direct: waits until it shows it
 //    joined, puts a record through its form and reads the native record
 //    through it, checks from a native node that the page's record is there;
-//    then opens two tabs of one browser: each gets its own peer id and serves
-//    through the bootstrap relay, they chat through the relay both ways, and
-//    a reload keeps the peer id.
+//    then opens two tabs of one browser on a second bootstrap that relays for
+//    two: each gets its own peer id and serves through the relay, a native
+//    lookup reaches one through it, a third tab is refused (relay-full), the
+//    two chat through the relay both ways, one closes and leaves the routing
+//    tables, and a reload keeps the peer id.
 //    Screenshots go to tests/artifacts/.
 //
 // Usage: node tests/browser/run.mjs   (scripts/test.sh builds what it needs)
@@ -205,11 +207,13 @@ async function main() {
     // above once timed out their first lookup, likely because circuits
     // beyond the relay's 10 at once to one tab hung for 60 s then
     // (BENCHMARKS.md).
+    // It relays for two tabs only, so that a third is refused.
     const second = startNode("bootstrap-2", [
       "bootstrap", "--key-file", join(data, "bootstrap-2.key"), "--port", "0", "--http-port", "0",
-      "--www", join(root, "www"), "--report-interval", "0",
+      "--www", join(root, "www"), "--report-interval", "0", "--relay-max-reservations", "2",
     ]);
     const secondStarted = await second.waitFor("start-up", (l) => l.type === "started");
+    const secondTcp = secondStarted.addresses.find((a) => a.includes("/tcp/") && !a.includes("/ws"));
     const secondHttp = await second.waitFor("the HTTP server", (l) => l.type === "http");
     const context = await browser.newContext({ viewport: { width: 1200, height: 1000 } });
     const errors = [];
@@ -220,7 +224,10 @@ async function main() {
         if (e.message === KNOWN_UPSTREAM_ERROR && e.stack?.includes("RTCDataChannel")) knownUpstreamErrors += 1;
         else errors.push(e.message);
       });
-      await page.goto(secondHttp.url);
+      // Tab 1 over WebSocket: over WebRTC-direct its relay sometimes never
+      // hears its identify (README, "Known limits"), and then neither enters
+      // it in its routing table nor finds it for the lookup below.
+      await page.goto(i === 0 ? secondHttp.url : `${secondHttp.url}?transport=websocket`);
       await page.waitForSelector('body[data-state="joined"]', { timeout: 30000 }).catch(async () => {
         fail(`tab ${i} did not join: ${await page.textContent("#state-line")}`);
       });
@@ -237,6 +244,27 @@ async function main() {
       console.log(`tab ${i}: joined ${steps.joined} ms, serving ${steps.serving} ms after navigation`);
       await tab.page.screenshot({ path: join(artifacts, `tab-${i}-serving.png`), fullPage: true });
     }
+    // A native lookup of a tab's id asks the tab itself, through the relay:
+    // only peers that answered are in its result.
+    const lookup = nativeClient(["--json", "--bootstrap", secondTcp, "closest", "--peer", tabs[1].peerId]);
+    const answered = lookup.status === 0 ? JSON.parse(lookup.stdout).peers : [];
+    const tabEntry = answered.find((p) => p.peerId === tabs[1].peerId);
+    if (!tabEntry) fail(`a native lookup does not reach tab 1 (status ${lookup.status}): ${lookup.stdout} ${lookup.stderr}`);
+    if (!tabEntry.addresses.every((a) => a.includes("/p2p-circuit"))) fail(`tab 1 is known at non-circuit addresses: ${tabEntry.addresses}`);
+
+    // The relay holds two reservations: a third tab joins but stays a
+    // client, and says why.
+    const third = await context.newPage();
+    await third.goto(secondHttp.url);
+    await third.waitForSelector('body[data-state="joined"]', { timeout: 30000 }).catch(async () => {
+      fail(`the third tab did not join: ${await third.textContent("#state-line")}`);
+    });
+    await third.waitForFunction(() => document.querySelector("#serving").textContent.includes("relay-full"), null, { timeout: 30000 })
+      .catch(async () => fail(`the third tab does not say the relay is full: ${await third.textContent("#serving")}`));
+    if (await third.getAttribute("body", "data-serving") === "true") fail("the third tab serves although the relay is full");
+    await third.screenshot({ path: join(artifacts, "tab-2-relay-full.png"), fullPage: true });
+    await third.close();
+
     // The two tabs chat: each links to the other through the relay, and a
     // message typed in one appears in the other.
     const room = `room-${run}`;
@@ -262,6 +290,29 @@ async function main() {
     for (const [i, tab] of tabs.entries()) {
       await tab.page.screenshot({ path: join(artifacts, `tab-${i}-chat.png`), fullPage: true });
     }
+
+    // A closed tab leaves the routing tables: its relay's at once, the other
+    // tab's (whose link to it broke) once the relay answers "no
+    // reservation" to its check.
+    const closedId = tabs[1].peerId;
+    const routesTo = (peer) => tabs[0].page.evaluate(async (peer) => {
+      const table = await window.nsDht.node.routingTable();
+      return table.buckets.some((b) => b.entries.some((e) => e.peerId === peer));
+    }, peer);
+    const before = Date.now();
+    while (!(await routesTo(closedId))) {
+      if (Date.now() - before > 10000) fail("tab 0 never had tab 1 in its routing table");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    await tabs[1].page.close();
+    await second.waitFor("the relay drops the closed tab", (l) =>
+      l.type === "routing-removed" && l.peer === closedId && l.reason.code === "reservation-ended");
+    const closedAt = Date.now();
+    while (await routesTo(closedId)) {
+      if (Date.now() - closedAt > 20000) fail(`tab 0 still routes to the closed tab after 20 s`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    console.log(`tab 0 dropped the closed tab ${Date.now() - closedAt} ms after its relay did`);
 
     await tabs[0].page.reload();
     await tabs[0].page.waitForSelector('body[data-state="joined"]', { timeout: 30000 });

@@ -230,6 +230,94 @@ async fn a_tab_serves_through_its_bootstrap_and_holds_records_for_others() {
     call(tab.stop()).await.expect("stops");
 }
 
+/// Whether `holder` is closer to `key` than every other peer of `others`.
+fn closest_of(key: &[u8], holder: &str, others: &[&str]) -> bool {
+    use dht_core::libp2p::{PeerId, kad::KBucketKey};
+    let target = KBucketKey::new(key.to_vec());
+    let distance = |peer: &str| {
+        let peer: PeerId = peer.parse().expect("a peer id");
+        KBucketKey::from(peer).distance(&target)
+    };
+    others
+        .iter()
+        .all(|other| distance(holder) < distance(other))
+}
+
+/// A tab stores for others and answers a native node's read through the
+/// relay: the writer (k = 1) puts a record whose closest peer is a serving
+/// tab and stops, so that tab is the only holder left.
+#[wasm_bindgen_test]
+async fn a_native_node_reads_a_record_only_a_tab_holds() {
+    let holder = start(Some("websocket")).await;
+    eventually(async || match holder.serving() {
+        true => Ok(()),
+        false => Err("not serving".into()),
+    })
+    .await
+    .expect("the holder serves through the relay");
+    let writer_options = options(Some("webrtc-direct"));
+    Reflect::set(&writer_options, &"replicationFactor".into(), &1.into()).unwrap();
+    Reflect::set(&writer_options, &"serve".into(), &JsValue::FALSE).unwrap();
+    let writer = DhtNode::start(writer_options, None)
+        .await
+        .unwrap_or_else(|e| panic!("the writer could not join: {}", message(&e)));
+
+    // The native nodes of this network: the bootstrap and the listener.
+    let natives = [
+        bootstrap_peer(),
+        env(option_env!("NS_DHT_TEST_LISTENER"), "NS_DHT_TEST_LISTENER").to_owned(),
+    ];
+    let natives: Vec<&str> = natives.iter().map(String::as_str).collect();
+    let holder_id = holder.peer_id();
+    let value = std::iter::repeat_with(|| unique("held by a tab"))
+        .find(|value| {
+            let key = dht_core::record::immutable_key(value.as_bytes());
+            closest_of(&key, &holder_id, &natives)
+        })
+        .expect("half of all values qualify");
+    let stored = call(writer.put_immutable(value.clone().into()))
+        .await
+        .map_err(|e| message(&e))
+        .expect("the put succeeds");
+    let key = text(&field(&stored, "key")).expect("a text key");
+    let held = eventually(async || {
+        let records: Array = call(holder.records())
+            .await
+            .map_err(|e| message(&e))?
+            .dyn_into()
+            .expect("an array");
+        let held = records.iter().any(|r| {
+            text(&field(&r, "key")).as_deref() == Some(key.as_str())
+                && field(&r, "forOthers") == JsValue::TRUE
+        });
+        match held {
+            true => Ok(()),
+            false => Err(String::from(
+                js_sys::JSON::stringify(&records).expect("JSON"),
+            )),
+        }
+    })
+    .await;
+    if let Err(records) = held {
+        panic!("the tab does not hold the record for the writer: {records}");
+    }
+    call(writer.stop()).await.expect("stops");
+
+    let answer = native_lookup(&key).await;
+    assert_eq!(field(&answer, "ok"), JsValue::TRUE, "{answer:?}");
+    let record = field(&answer, "record");
+    assert_eq!(text(&field(&record, "value")), Some(value));
+    assert_eq!(field(&record, "foundLocally"), JsValue::FALSE);
+    let found_at: Vec<String> = field(&record, "foundAt")
+        .dyn_into::<Array>()
+        .expect("an array")
+        .iter()
+        .filter_map(|p| p.as_string())
+        .collect();
+    assert_eq!(found_at, vec![holder_id], "only the tab held it");
+    call(holder.stop()).await.expect("stops");
+}
+
 #[wasm_bindgen_test]
 async fn a_tab_joins_over_webrtc_direct() {
     let node = start(Some("webrtc-direct")).await;

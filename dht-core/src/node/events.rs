@@ -40,6 +40,12 @@ impl Node {
                 info,
                 connection_id,
             })) => {
+                tracing::debug!(
+                    peer = %peer_id,
+                    kad = info.protocols.contains(&self.settings.kad_protocol),
+                    addresses = info.listen_addrs.len(),
+                    "identified"
+                );
                 let relays = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
                 self.relays
                     .on_identify(peer_id, relays, now, &mut self.actions);

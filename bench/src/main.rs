@@ -9,6 +9,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod capacity;
+mod holders;
 mod hops;
 mod net;
 mod plot;
@@ -58,6 +59,12 @@ struct Args {
     /// value to skip.
     #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "100,1000")]
     relay_clients: Vec<usize>,
+
+    /// Native nodes, and as many relayed ones, of the network in which reads
+    /// from relayed holders are compared with reads from direct ones (in
+    /// process, memory transport, k = 2); 0 to skip.
+    #[arg(long, default_value_t = 16)]
+    relayed_holders: usize,
 
     /// Put/get rounds per network, from random nodes (and the probe's
     /// rounds at the bootstrap in the capacity run).
@@ -112,15 +119,16 @@ struct Args {
     replot: Option<PathBuf>,
 
     /// Internal: run one measurement in this process and print it as JSON
-    /// (`memory:N`, `tcp:N`, `quic:N`, `processes:N`, `capacity:N` or
-    /// `relay:N`). The
+    /// (`memory:N`, `tcp:N`, `quic:N`, `processes:N`, `capacity:N`,
+    /// `relay:N` or `holders:N`). The
     /// harness runs each measurement in a fresh process of its own, so that
     /// memory figures are not inflated by earlier runs.
     #[arg(long, hide = true)]
     run_one: Option<String>,
 
     /// A small run that finishes in a minute or two (for CI): N=16, 20
-    /// rounds, TCP only, 16 processes, 50 light clients, 20 relayed ones.
+    /// rounds, TCP only, 16 processes, 50 light clients, 20 relayed ones,
+    /// 8 nodes of each kind for the reads by holder kind.
     #[arg(long)]
     quick: bool,
 }
@@ -134,6 +142,7 @@ fn main() -> anyhow::Result<()> {
         args.processes = vec![16];
         args.capacity = 50;
         args.relay_clients = vec![20];
+        args.relayed_holders = args.relayed_holders.min(8);
         args.rounds = 20;
         args.time_limit = args.time_limit.min(300);
     }
@@ -184,6 +193,7 @@ async fn run_one(args: &Args, what: &str) -> anyhow::Result<serde_json::Value> {
         "relay" => {
             serde_json::to_value(capacity::measure(&binary, size, args.rounds, limit, true).await?)?
         }
+        "holders" => serde_json::to_value(holders::measure(size, args.rounds, limit).await?)?,
         other => anyhow::bail!("unknown measurement {other:?}"),
     };
     Ok(value)
@@ -316,6 +326,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
+    let holder_run: Option<holders::Holders> = if args.relayed_holders > 0 {
+        let what = format!("holders:{}", args.relayed_holders);
+        eprintln!("{what} (reads from relayed holders and from direct ones)");
+        match in_child(&args, &what)
+            .await
+            .and_then(|v| Ok(serde_json::from_value(v)?))
+        {
+            Ok(h) => Some(h),
+            Err(error) => {
+                eprintln!("  failed: {error:#}");
+                failed.push(what);
+                None
+            }
+        }
+    } else {
+        None
+    };
+
     print_table(&runs);
     if let Some(c) = &capacity {
         println!(
@@ -360,6 +388,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
 
+    if let Some(h) = &holder_run {
+        println!(
+            "\nreads by holder kind ({n} native + {n} relayed nodes and a relay, in process, \
+             memory transport, k = 2; ms p50 / p99):",
+            n = h.per_kind
+        );
+        for (kind, r) in [("relayed", &h.relayed), ("direct", &h.direct)] {
+            println!(
+                "  {kind:>7} holders: put {:.2} / {:.2}, warm get {:.2} / {:.2} ({} reads), \
+                 cold get {:.2} / {:.2} ({} reads); {} answered by another peer, {} failed",
+                r.put.p50_ms,
+                r.put.p99_ms,
+                r.warm_get.p50_ms,
+                r.warm_get.p99_ms,
+                r.warm_get.samples,
+                r.cold_get.p50_ms,
+                r.cold_get.p99_ms,
+                r.cold_get.samples,
+                r.answered_elsewhere,
+                r.failed
+            );
+        }
+    }
+
     let date = stats::utc_now();
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
@@ -380,6 +432,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "runs": runs,
         "capacity": capacity,
         "relay": relay_runs,
+        "holders": holder_run,
     });
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

@@ -224,10 +224,9 @@ async function main() {
         if (e.message === KNOWN_UPSTREAM_ERROR && e.stack?.includes("RTCDataChannel")) knownUpstreamErrors += 1;
         else errors.push(e.message);
       });
-      // Tab 1 over WebSocket: over WebRTC-direct its relay sometimes never
-      // hears its identify (README, "Known limits"), and then neither enters
-      // it in its routing table nor finds it for the lookup below.
-      await page.goto(i === 0 ? secondHttp.url : `${secondHttp.url}?transport=websocket`);
+      // The default transports: a serving tab reaches its relay over
+      // WebSocket (over WebRTC-direct the relay may never identify it).
+      await page.goto(secondHttp.url);
       await page.waitForSelector('body[data-state="joined"]', { timeout: 30000 }).catch(async () => {
         fail(`tab ${i} did not join: ${await page.textContent("#state-line")}`);
       });

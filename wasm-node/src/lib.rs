@@ -65,7 +65,9 @@ pub fn install_panic_hook() {
 struct StartOptions {
     /// Bootstrap multiaddrs with `/p2p/`; those a browser cannot dial are skipped.
     bootstrap: Vec<String>,
-    /// Transports to use, of `"websocket"` and `"webrtc-direct"`; default both.
+    /// Transports to use, of `"websocket"` and `"webrtc-direct"`; default
+    /// both, and then a serving tab dials a bootstrap that offers both over
+    /// WebSocket only (see `prefer_websocket`).
     #[serde(default)]
     transports: Option<Vec<String>>,
     /// Use a new identity for this tab instead of the stored one.
@@ -175,6 +177,32 @@ fn browser_transport(address: &Multiaddr) -> Option<&'static str> {
         Protocol::WebRTCDirect => Some("webrtc-direct"),
         _ => None,
     })
+}
+
+/// `addresses` without the WebRTC-direct ones of a peer that also has a
+/// WebSocket one. A relay must identify the tabs it relays for, to route
+/// others to them; over WebRTC-direct it often cannot: libp2p-webrtc-websys
+/// 0.5 takes the remote's streams only once its side of the handshake is
+/// done, and the relay's identify request, sent as soon as its own side is
+/// done, can be lost (README, "Known limit"). WebSocket has no such race.
+fn prefer_websocket(addresses: Vec<Multiaddr>) -> Vec<Multiaddr> {
+    let peer_of = |address: &Multiaddr| {
+        address.iter().find_map(|p| match p {
+            Protocol::P2p(peer) => Some(peer),
+            _ => None,
+        })
+    };
+    let over_websocket: Vec<_> = addresses
+        .iter()
+        .filter(|a| browser_transport(a) == Some("websocket"))
+        .map(peer_of)
+        .collect();
+    addresses
+        .into_iter()
+        .filter(|a| {
+            browser_transport(a) != Some("webrtc-direct") || !over_websocket.contains(&peer_of(a))
+        })
+        .collect()
 }
 
 /// A JavaScript `Error` whose message names every cause and whose `code`
@@ -292,6 +320,10 @@ impl DhtNode {
                 addresses.push(address);
             }
         }
+        let serve = options.serve.unwrap_or(true);
+        if serve {
+            addresses = prefer_websocket(addresses);
+        }
         if addresses.is_empty() {
             return Err(js_error(&StartError::NoBrowserAddress {
                 transports: transports.join(" or "),
@@ -314,7 +346,6 @@ impl DhtNode {
                 .await
                 .map_err(|e| js_error(&e))?;
 
-        let serve = options.serve.unwrap_or(true);
         let mut config = Config::builder()
             .bootstrap_peers(addresses)
             // Nobody can dial a tab: it serves through relays, see the crate docs.

@@ -34,6 +34,7 @@
 //! `relay-reserved` and `relay-reservation-lost` events say when it changes.
 #![cfg(target_arch = "wasm32")]
 
+mod eager_flush;
 mod identity;
 
 use std::{cell::RefCell, collections::HashSet, rc::Rc, str::FromStr, time::Duration};
@@ -381,6 +382,7 @@ impl DhtNode {
             .map_err(|e| setup("the relay client", e))?
             .with_other_transport(|key| {
                 Ok(websocket_websys::Transport::default()
+                    .map(|connection, _| eager_flush::EagerFlush(connection))
                     .upgrade(Version::V1)
                     .authenticate(noise::Config::new(key)?)
                     .multiplex(yamux::Config::default())

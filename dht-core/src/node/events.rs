@@ -195,7 +195,7 @@ impl Node {
                 // Closed here for being idle, or broken.
                 let broke = matches!(cause, Some(ConnectionError::IO(_)));
                 self.relayed_peers
-                    .on_disconnected(peer_id, broke, routing, now);
+                    .on_disconnected(peer_id, broke, &routing, now);
                 self.messages.forget(&peer_id);
                 self.actions.emit(Event::PeerDisconnected { peer: peer_id });
                 self.links.on_disconnected(peer_id, now, &mut self.actions);

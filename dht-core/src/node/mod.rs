@@ -413,13 +413,16 @@ impl Node {
         );
         links.poll(now, actions);
         self.relays.on_tick(now, &mut self.actions);
-        self.relayed_peers.poll(now, &mut self.actions);
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        self.relayed_peers.poll(
+            now,
+            |peer| snapshot::routing_addresses(kad, peer),
+            &mut self.actions,
+        );
         if self.relayed_peers.sweep_due(now) {
             let kad = &mut self.swarm.behaviour_mut().kad;
-            let entries: Vec<_> = snapshot::table_addresses(kad)
-                .into_iter()
-                .map(|(peer, addresses)| (peer, addresses, self.swarm.is_connected(&peer)))
-                .collect();
+            let table = snapshot::routing_table(kad, self.settings.local);
+            let entries = table.buckets.into_iter().flat_map(|b| b.entries);
             self.relayed_peers.sweep(now, entries, &mut self.actions);
         }
         // A timer that fired for nothing (its deadline moved) must be re-armed.

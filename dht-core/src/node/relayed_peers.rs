@@ -38,6 +38,7 @@ use super::{
 use crate::{
     error::{DialFailure, find_cause},
     event::PeerGone,
+    report::RoutingEntry,
 };
 
 /// How often the routing table is looked through for relayed peers due a
@@ -56,6 +57,18 @@ struct Seen {
     heard: Instant,
     /// When a break of its connection was last checked.
     break_checked: Option<Instant>,
+    /// When a break of its connection is due a check.
+    check_at: Option<Instant>,
+}
+
+impl Seen {
+    fn new(now: Instant) -> Self {
+        Self {
+            heard: now,
+            break_checked: None,
+            check_at: None,
+        }
+    }
 }
 
 /// The relayed peers of the routing table and when each was last heard from.
@@ -64,8 +77,6 @@ pub(crate) struct RelayedPeers {
     interval: Duration,
     /// Bounded by the routing table: peers not in it are dropped each sweep.
     seen: HashMap<PeerId, Seen>,
-    /// Breaks to check, when; bounded like `seen` (their peers are in it).
-    breaks: HashMap<PeerId, (Instant, Vec<Multiaddr>)>,
     next_sweep: Instant,
 }
 
@@ -76,16 +87,15 @@ impl RelayedPeers {
         Self {
             interval,
             seen: HashMap::new(),
-            breaks: HashMap::new(),
             next_sweep: now,
         }
     }
 
     /// When [`poll`](Self::poll) or [`sweep`](Self::sweep) is due.
     pub(crate) fn next_deadline(&self) -> Instant {
-        self.breaks
+        self.seen
             .values()
-            .map(|(at, _)| *at)
+            .filter_map(|seen| seen.check_at)
             .fold(self.next_sweep, Instant::min)
     }
 
@@ -98,8 +108,8 @@ impl RelayedPeers {
     pub(crate) fn on_connected(&mut self, peer: &PeerId, now: Instant) {
         if let Some(seen) = self.seen.get_mut(peer) {
             seen.heard = now;
+            seen.check_at = None;
         }
-        self.breaks.remove(peer);
     }
 
     /// The last connection to `peer` closed; `broke` says whether it broke
@@ -109,16 +119,13 @@ impl RelayedPeers {
         &mut self,
         peer: PeerId,
         broke: bool,
-        routing: Vec<Multiaddr>,
+        routing: &[Multiaddr],
         now: Instant,
     ) {
-        if !broke || !only_relayed(&routing) {
+        if !broke || !only_relayed(routing) {
             return;
         }
-        let seen = self.seen.entry(peer).or_insert(Seen {
-            heard: now,
-            break_checked: None,
-        });
+        let seen = self.seen.entry(peer).or_insert(Seen::new(now));
         if seen
             .break_checked
             .is_some_and(|at| now.saturating_duration_since(at) < self.interval)
@@ -126,22 +133,27 @@ impl RelayedPeers {
             return;
         }
         seen.break_checked = Some(now);
-        self.breaks.insert(peer, (now + GRACE, routing));
+        seen.check_at = Some(now + GRACE);
     }
 
-    /// Dials the relayed peers whose break is due a check.
-    pub(crate) fn poll(&mut self, now: Instant, out: &mut Actions) {
-        self.breaks.retain(|peer, (at, addresses)| {
-            if *at > now {
-                return true;
+    /// Dials the relayed peers whose break is due a check, at the addresses
+    /// `routing` gives for each.
+    pub(crate) fn poll(
+        &mut self,
+        now: Instant,
+        mut routing: impl FnMut(&PeerId) -> Vec<Multiaddr>,
+        out: &mut Actions,
+    ) {
+        for (peer, seen) in &mut self.seen {
+            if seen.check_at.is_some_and(|at| at <= now) {
+                seen.check_at = None;
+                tracing::debug!(%peer, "checking a relayed peer whose connection broke");
+                out.push(Action::Dial {
+                    peer: *peer,
+                    addresses: routing(peer),
+                });
             }
-            tracing::debug!(%peer, "checking a relayed peer whose connection broke");
-            out.push(Action::Dial {
-                peer: *peer,
-                addresses: std::mem::take(addresses),
-            });
-            false
-        });
+        }
     }
 
     /// A dial of `peer` failed with `error`. Returns whether it leaves the
@@ -157,7 +169,6 @@ impl RelayedPeers {
         }
         tracing::debug!(%peer, "no relay holds a reservation for it: leaves the routing table");
         self.seen.remove(&peer);
-        self.breaks.remove(&peer);
         out.push(Action::RemovePeer {
             peer,
             reason: PeerGone::NoReservation,
@@ -185,7 +196,6 @@ impl RelayedPeers {
         if elsewhere.is_empty() {
             tracing::debug!(%peer, "its reservation here ended: leaves the routing table");
             self.seen.remove(&peer);
-            self.breaks.remove(&peer);
             out.push(Action::RemovePeer {
                 peer,
                 reason: PeerGone::ReservationEnded,
@@ -197,13 +207,12 @@ impl RelayedPeers {
         }
     }
 
-    /// Looks through the routing table (`entries`: each peer, its addresses
-    /// and whether it is connected) if due, and dials the relayed peers
-    /// nothing was heard from for the interval.
+    /// Looks through the routing table's `entries` if due, and dials the
+    /// relayed peers nothing was heard from for the interval.
     pub(crate) fn sweep(
         &mut self,
         now: Instant,
-        entries: impl IntoIterator<Item = (PeerId, Vec<Multiaddr>, bool)>,
+        entries: impl IntoIterator<Item = RoutingEntry>,
         out: &mut Actions,
     ) {
         if !self.sweep_due(now) {
@@ -211,15 +220,17 @@ impl RelayedPeers {
         }
         self.next_sweep = now + SWEEP_EVERY;
         let mut seen = HashMap::with_capacity(self.seen.len());
-        for (peer, addresses, connected) in entries {
+        for RoutingEntry {
+            peer_id: peer,
+            addresses,
+            connected,
+        } in entries
+        {
             if !only_relayed(&addresses) {
                 continue;
             }
             // A peer new to the table was just heard from.
-            let mut entry = self.seen.get(&peer).copied().unwrap_or(Seen {
-                heard: now,
-                break_checked: None,
-            });
+            let mut entry = self.seen.get(&peer).copied().unwrap_or(Seen::new(now));
             if connected {
                 entry.heard = now;
             } else if now.saturating_duration_since(entry.heard) >= self.interval {
@@ -229,7 +240,6 @@ impl RelayedPeers {
             }
             seen.insert(peer, entry);
         }
-        self.breaks.retain(|peer, _| seen.contains_key(peer));
         self.seen = seen;
     }
 }
@@ -303,6 +313,14 @@ mod tests {
         ))
     }
 
+    fn entry(peer_id: PeerId, addresses: Vec<Multiaddr>, connected: bool) -> RoutingEntry {
+        RoutingEntry {
+            peer_id,
+            addresses,
+            connected,
+        }
+    }
+
     fn dialed(actions: &mut Actions) -> Vec<PeerId> {
         actions
             .drain()
@@ -352,32 +370,32 @@ mod tests {
         let mut peers = RelayedPeers::new(INTERVAL, start);
         let mut out = Actions::default();
         let tab = PeerId::random();
-        peers.on_disconnected(tab, false, vec![circuit(1)], start);
-        peers.on_disconnected(PeerId::random(), true, vec![direct()], start);
-        peers.on_disconnected(PeerId::random(), true, vec![circuit(1), direct()], start);
-        peers.on_disconnected(PeerId::random(), true, Vec::new(), start);
-        peers.poll(start + INTERVAL, &mut out);
+        peers.on_disconnected(tab, false, &[circuit(1)], start);
+        peers.on_disconnected(PeerId::random(), true, &[direct()], start);
+        peers.on_disconnected(PeerId::random(), true, &[circuit(1), direct()], start);
+        peers.on_disconnected(PeerId::random(), true, &[], start);
+        peers.poll(start + INTERVAL, |_| vec![circuit(1)], &mut out);
         assert!(
             dialed(&mut out).is_empty(),
             "idle closes and reachable peers"
         );
 
         peers.sweep(start, Vec::new(), &mut out);
-        peers.on_disconnected(tab, true, vec![circuit(1), circuit(2)], start);
+        peers.on_disconnected(tab, true, &[circuit(1), circuit(2)], start);
         assert_eq!(peers.next_deadline(), start + GRACE);
-        peers.poll(start + GRACE / 2, &mut out);
+        peers.poll(start + GRACE / 2, |_| vec![circuit(1)], &mut out);
         assert!(dialed(&mut out).is_empty(), "its relay may not know yet");
-        peers.poll(start + GRACE, &mut out);
+        peers.poll(start + GRACE, |_| vec![circuit(1)], &mut out);
         assert_eq!(dialed(&mut out), vec![tab]);
 
         // It was there and broke again (a tab closing an idle connection):
         // not checked again within the interval.
         peers.on_connected(&tab, start + GRACE);
-        peers.on_disconnected(tab, true, vec![circuit(1)], start + INTERVAL / 2);
-        peers.poll(start + INTERVAL, &mut out);
+        peers.on_disconnected(tab, true, &[circuit(1)], start + INTERVAL / 2);
+        peers.poll(start + INTERVAL, |_| vec![circuit(1)], &mut out);
         assert!(dialed(&mut out).is_empty());
-        peers.on_disconnected(tab, true, vec![circuit(1)], start + INTERVAL);
-        peers.poll(start + INTERVAL + GRACE, &mut out);
+        peers.on_disconnected(tab, true, &[circuit(1)], start + INTERVAL);
+        peers.poll(start + INTERVAL + GRACE, |_| vec![circuit(1)], &mut out);
         assert_eq!(dialed(&mut out), vec![tab]);
     }
 
@@ -387,9 +405,9 @@ mod tests {
         let mut peers = RelayedPeers::new(INTERVAL, start);
         let mut out = Actions::default();
         let tab = PeerId::random();
-        peers.on_disconnected(tab, true, vec![circuit(1)], start);
+        peers.on_disconnected(tab, true, &[circuit(1)], start);
         peers.on_connected(&tab, start + GRACE / 2);
-        peers.poll(start + GRACE, &mut out);
+        peers.poll(start + GRACE, |_| vec![circuit(1)], &mut out);
         assert!(dialed(&mut out).is_empty());
     }
 
@@ -401,9 +419,9 @@ mod tests {
         let (quiet, connected, native) = (PeerId::random(), PeerId::random(), PeerId::random());
         let table = |connected_now: bool| {
             vec![
-                (quiet, vec![circuit(1)], false),
-                (connected, vec![circuit(2)], connected_now),
-                (native, vec![direct()], false),
+                entry(quiet, vec![circuit(1)], false),
+                entry(connected, vec![circuit(2)], connected_now),
+                entry(native, vec![direct()], false),
             ]
         };
         peers.sweep(start, table(true), &mut out);
@@ -470,14 +488,14 @@ mod tests {
         let mut peers = RelayedPeers::new(INTERVAL, start);
         let mut out = Actions::default();
         let tab = PeerId::random();
-        peers.sweep(start, vec![(tab, vec![circuit(1)], false)], &mut out);
+        peers.sweep(start, vec![entry(tab, vec![circuit(1)], false)], &mut out);
         assert_eq!(peers.seen.len(), 1);
         peers.sweep(start + SWEEP_EVERY, Vec::new(), &mut out);
         assert!(peers.seen.is_empty());
         // Back in the table much later: new, so not checked at once.
         peers.sweep(
             start + INTERVAL * 3,
-            vec![(tab, vec![circuit(1)], false)],
+            vec![entry(tab, vec![circuit(1)], false)],
             &mut out,
         );
         assert!(dialed(&mut out).is_empty());

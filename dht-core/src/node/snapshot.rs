@@ -61,21 +61,6 @@ pub(crate) fn table_entries(kad: &mut kad::Behaviour<Store>) -> Vec<(PeerId, u32
         .collect()
 }
 
-/// Every routing-table entry with its addresses.
-pub(crate) fn table_addresses(kad: &mut kad::Behaviour<Store>) -> Vec<(PeerId, Vec<Multiaddr>)> {
-    kad.kbuckets()
-        .flat_map(|bucket| {
-            bucket
-                .iter()
-                .map(|entry| {
-                    let addresses = entry.node.value.iter().cloned().collect();
-                    (*entry.node.key.preimage(), addresses)
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// The index of the bucket `peer` falls in (none for this node itself).
 pub(crate) fn bucket_of(kad: &mut kad::Behaviour<Store>, peer: &PeerId) -> Option<u32> {
     kad.kbucket(*peer)

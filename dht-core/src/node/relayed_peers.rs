@@ -50,33 +50,19 @@ pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// the relay first is answered as if the peer were still there.
 pub(crate) const GRACE: Duration = Duration::from_secs(2);
 
-/// What is known of one relayed peer of the routing table.
-#[derive(Debug, Clone, Copy)]
-struct Seen {
-    /// Last connected to it, or when it entered the table.
-    heard: Instant,
-    /// When a break of its connection was last checked.
-    break_checked: Option<Instant>,
-    /// When a break of its connection is due a check.
-    check_at: Option<Instant>,
-}
-
-impl Seen {
-    fn new(now: Instant) -> Self {
-        Self {
-            heard: now,
-            break_checked: None,
-            check_at: None,
-        }
-    }
-}
-
-/// The relayed peers of the routing table and when each was last heard from.
+/// The relayed peers of the routing table: when each was last heard from,
+/// and the checks of broken connections. Three maps of one type (the one
+/// other parts use too), which costs the browser build no new hash-map code.
 #[derive(Debug)]
 pub(crate) struct RelayedPeers {
     interval: Duration,
-    /// Bounded by the routing table: peers not in it are dropped each sweep.
-    seen: HashMap<PeerId, Seen>,
+    /// Last connected to, or when it entered the table; bounded by the
+    /// routing table: peers not in it are dropped each sweep.
+    heard: HashMap<PeerId, Instant>,
+    /// When a break of its connection was last checked; bounded like `heard`.
+    break_checked: HashMap<PeerId, Instant>,
+    /// When a break of its connection is due a check; bounded like `heard`.
+    check_at: HashMap<PeerId, Instant>,
     next_sweep: Instant,
 }
 
@@ -86,16 +72,18 @@ impl RelayedPeers {
     pub(crate) fn new(interval: Duration, now: Instant) -> Self {
         Self {
             interval,
-            seen: HashMap::new(),
+            heard: HashMap::new(),
+            break_checked: HashMap::new(),
+            check_at: HashMap::new(),
             next_sweep: now,
         }
     }
 
     /// When [`poll`](Self::poll) or [`sweep`](Self::sweep) is due.
     pub(crate) fn next_deadline(&self) -> Instant {
-        self.seen
+        self.check_at
             .values()
-            .filter_map(|seen| seen.check_at)
+            .copied()
             .fold(self.next_sweep, Instant::min)
     }
 
@@ -106,10 +94,10 @@ impl RelayedPeers {
 
     /// A connection to `peer` opened: it is there.
     pub(crate) fn on_connected(&mut self, peer: &PeerId, now: Instant) {
-        if let Some(seen) = self.seen.get_mut(peer) {
-            seen.heard = now;
-            seen.check_at = None;
+        if let Some(heard) = self.heard.get_mut(peer) {
+            *heard = now;
         }
+        self.check_at.remove(peer);
     }
 
     /// The last connection to `peer` closed; `broke` says whether it broke
@@ -125,15 +113,16 @@ impl RelayedPeers {
         if !broke || !only_relayed(routing) {
             return;
         }
-        let seen = self.seen.entry(peer).or_insert(Seen::new(now));
-        if seen
+        self.heard.entry(peer).or_insert(now);
+        if self
             .break_checked
-            .is_some_and(|at| now.saturating_duration_since(at) < self.interval)
+            .get(&peer)
+            .is_some_and(|at| now.saturating_duration_since(*at) < self.interval)
         {
             return;
         }
-        seen.break_checked = Some(now);
-        seen.check_at = Some(now + GRACE);
+        self.break_checked.insert(peer, now);
+        self.check_at.insert(peer, now + GRACE);
     }
 
     /// Dials the relayed peers whose break is due a check, at the addresses
@@ -144,16 +133,24 @@ impl RelayedPeers {
         mut routing: impl FnMut(&PeerId) -> Vec<Multiaddr>,
         out: &mut Actions,
     ) {
-        for (peer, seen) in &mut self.seen {
-            if seen.check_at.is_some_and(|at| at <= now) {
-                seen.check_at = None;
-                tracing::debug!(%peer, "checking a relayed peer whose connection broke");
-                out.push(Action::Dial {
-                    peer: *peer,
-                    addresses: routing(peer),
-                });
+        self.check_at.retain(|peer, at| {
+            if *at > now {
+                return true;
             }
-        }
+            tracing::debug!(%peer, "checking a relayed peer whose connection broke");
+            out.push(Action::Dial {
+                peer: *peer,
+                addresses: routing(peer),
+            });
+            false
+        });
+    }
+
+    /// Forgets everything about `peer`.
+    fn forget(&mut self, peer: &PeerId) {
+        self.heard.remove(peer);
+        self.break_checked.remove(peer);
+        self.check_at.remove(peer);
     }
 
     /// A dial of `peer` failed with `error`. Returns whether it leaves the
@@ -168,7 +165,7 @@ impl RelayedPeers {
             return false;
         }
         tracing::debug!(%peer, "no relay holds a reservation for it: leaves the routing table");
-        self.seen.remove(&peer);
+        self.forget(&peer);
         out.push(Action::RemovePeer {
             peer,
             reason: PeerGone::NoReservation,
@@ -195,7 +192,7 @@ impl RelayedPeers {
         }
         if elsewhere.is_empty() {
             tracing::debug!(%peer, "its reservation here ended: leaves the routing table");
-            self.seen.remove(&peer);
+            self.forget(&peer);
             out.push(Action::RemovePeer {
                 peer,
                 reason: PeerGone::ReservationEnded,
@@ -219,7 +216,7 @@ impl RelayedPeers {
             return;
         }
         self.next_sweep = now + SWEEP_EVERY;
-        let mut seen = HashMap::with_capacity(self.seen.len());
+        let mut heard = HashMap::with_capacity(self.heard.len());
         for RoutingEntry {
             peer_id: peer,
             addresses,
@@ -230,17 +227,20 @@ impl RelayedPeers {
                 continue;
             }
             // A peer new to the table was just heard from.
-            let mut entry = self.seen.get(&peer).copied().unwrap_or(Seen::new(now));
+            let mut last = self.heard.get(&peer).copied().unwrap_or(now);
             if connected {
-                entry.heard = now;
-            } else if now.saturating_duration_since(entry.heard) >= self.interval {
+                last = now;
+            } else if now.saturating_duration_since(last) >= self.interval {
                 tracing::debug!(%peer, "checking a relayed peer not heard from");
                 out.push(Action::Dial { peer, addresses });
-                entry.heard = now;
+                last = now;
             }
-            seen.insert(peer, entry);
+            heard.insert(peer, last);
         }
-        self.seen = seen;
+        self.break_checked
+            .retain(|peer, _| heard.contains_key(peer));
+        self.check_at.retain(|peer, _| heard.contains_key(peer));
+        self.heard = heard;
     }
 }
 
@@ -489,9 +489,9 @@ mod tests {
         let mut out = Actions::default();
         let tab = PeerId::random();
         peers.sweep(start, vec![entry(tab, vec![circuit(1)], false)], &mut out);
-        assert_eq!(peers.seen.len(), 1);
+        assert_eq!(peers.heard.len(), 1);
         peers.sweep(start + SWEEP_EVERY, Vec::new(), &mut out);
-        assert!(peers.seen.is_empty());
+        assert!(peers.heard.is_empty());
         // Back in the table much later: new, so not checked at once.
         peers.sweep(
             start + INTERVAL * 3,

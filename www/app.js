@@ -264,7 +264,8 @@ function wireForms() {
     try {
       const [stored, ms] = await timed(() => window.nsDht.node.put(name, value));
       const key = shown(stored.key);
-      showResult($("op-result"), true, `stored "${key}" (version ${stored.seq}) in ${ms.toFixed(1)} ms (${stored.stats.requests} requests)`);
+      const at = `${stored.stored} peer${stored.stored === 1 ? "" : "s"}`;
+      showResult($("op-result"), true, `stored "${key}" (version ${stored.seq}) at ${at} in ${ms.toFixed(1)} ms (${stored.stats.requests} requests)`);
       $("get-key").value = key;
       queueRefresh();
     } catch (error) {

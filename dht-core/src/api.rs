@@ -17,12 +17,13 @@
 //! ```
 //! use dht_core::{api::Answer, error::RecordError, PutRecordOk, QueryStats};
 //!
-//! let stored = Answer::Stored(PutRecordOk { key: b"/ns-dht/m/12D3KooW\xff".to_vec(), seq: Some(7), stats: QueryStats::default() });
+//! let stored = Answer::Stored(PutRecordOk { key: b"/ns-dht/m/12D3KooW\xff".to_vec(), seq: Some(7), stored: 20, stats: QueryStats::default() });
 //! assert_eq!(
 //!     serde_json::to_value(&stored).unwrap(),
 //!     serde_json::json!({ "ok": true, "stored": {
 //!         "key": { "base64": "L25zLWRodC9tLzEyRDNLb29X/w==" },
 //!         "seq": 7,
+//!         "stored": 20,
 //!         "stats": { "requests": 0, "successes": 0, "failures": 0, "durationMs": null },
 //!     }}),
 //! );

@@ -96,6 +96,9 @@ pub struct PutRecordOk {
     /// The version written, for a mutable record.
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub seq: Option<u64>,
+    /// How many peers besides this node stored it: of the `k` closest the
+    /// lookup found, those that acknowledged.
+    pub stored: usize,
     /// What the write cost.
     pub stats: QueryStats,
 }
@@ -260,9 +263,12 @@ impl NodeHandle {
         answer.await.map_err(|_| NodeStopped)
     }
 
-    /// Stores a record here and at the `k` closest peers; succeeds once one
-    /// peer besides this node confirmed. Returns the key, which for an
-    /// immutable record is where to read it.
+    /// Stores a record here and at the `k` closest peers, and returns once
+    /// each of those the lookup found has answered (or failed to): a caller
+    /// that exits right after leaves no write half done. Succeeds if at
+    /// least one peer besides this node stored it; [`PutRecordOk::stored`]
+    /// says how many did. Returns the key, which for an immutable record is
+    /// where to read it.
     ///
     /// ```no_run
     /// # async fn write(handle: dht_core::NodeHandle, keypair: libp2p::identity::Keypair) {
@@ -276,8 +282,8 @@ impl NodeHandle {
         self.put_with_quorum(write, Quorum::One).await
     }
 
-    /// Like [`put`](Self::put), succeeding once `quorum` peers besides this
-    /// node confirmed.
+    /// Like [`put`](Self::put), succeeding if at least `quorum` peers
+    /// besides this node stored it.
     pub async fn put_with_quorum(
         &self,
         write: Write,

@@ -433,7 +433,9 @@ pub(crate) enum ClientOperation {
         /// higher than the version the network holds.
         #[arg(long, value_name = "N")]
         seq: Option<u64>,
-        /// Peers besides this node that must confirm.
+        /// Peers besides this node that must have stored it for success.
+        /// The put always writes to the k closest peers it finds and waits
+        /// for each of them, then prints how many stored it.
         #[arg(long, default_value_t = 1)]
         quorum: usize,
     },
@@ -446,7 +448,9 @@ pub(crate) enum ClientOperation {
         /// Read the value from this file instead.
         #[arg(long, value_name = "PATH", conflicts_with = "value")]
         value_file: Option<PathBuf>,
-        /// Peers besides this node that must confirm.
+        /// Peers besides this node that must have stored it for success.
+        /// The put always writes to the k closest peers it finds and waits
+        /// for each of them, then prints how many stored it.
         #[arg(long, default_value_t = 1)]
         quorum: usize,
     },

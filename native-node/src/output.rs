@@ -175,8 +175,10 @@ impl Output {
         match answer {
             Answer::Record(found) => raw(&found.value),
             Answer::Stored(stored) => line(&format!(
-                "stored {} ({}{} requests, {} ms)",
+                "stored {} at {} peer{} ({}{} requests, {} ms)",
                 display_key(&stored.key),
+                stored.stored,
+                if stored.stored == 1 { "" } else { "s" },
                 stored
                     .seq
                     .map_or_else(String::new, |seq| format!("version {seq}, ")),

@@ -62,40 +62,16 @@ fn every_record_is_stored_at_the_k_closest_and_found_by_everyone(size: usize, k:
 
         let puts = join_all(nodes.iter().map(|n| n.handle.put(record_of(n)))).await;
         for (node, put) in nodes.iter().zip(puts) {
-            if let Err(error) = put {
-                panic!("node {} could not store its record: {error}", node.index);
+            match put {
+                // A put returns once all k closest answered.
+                Ok(put) => assert_eq!(put.stored, k, "node {} stored at all k", node.index),
+                Err(error) => panic!("node {} could not store its record: {error}", node.index),
             }
         }
 
         eprintln!("{size} puts in {:?}", started.elapsed());
-        let started = std::time::Instant::now();
-        for reader in nodes {
-            let gets = join_all(nodes.iter().filter(|w| w.index != reader.index).map(
-                |writer| async move {
-                    (
-                        writer.index,
-                        reader.handle.get_record(record_key(writer)).await,
-                    )
-                },
-            ))
-            .await;
-            for (writer, got) in gets {
-                match got {
-                    Ok(found) => assert_eq!(
-                        found.value,
-                        record_value(writer),
-                        "node {} read node {writer}'s record",
-                        reader.index
-                    ),
-                    Err(error) => panic!(
-                        "node {} could not read node {writer}'s record: {error}",
-                        reader.index
-                    ),
-                }
-            }
-        }
-
-        eprintln!("{} gets in {:?}", size * (size - 1), started.elapsed());
+        // Right after the puts returned, with nothing waited for: exactly the
+        // writer and the k closest hold each record.
         let mut stores = Vec::new();
         for node in nodes {
             let keys: HashSet<Vec<u8>> = node
@@ -124,6 +100,35 @@ fn every_record_is_stored_at_the_k_closest_and_found_by_everyone(size: usize, k:
                 writer.index
             );
         }
+
+        let started = std::time::Instant::now();
+        for reader in nodes {
+            let gets = join_all(nodes.iter().filter(|w| w.index != reader.index).map(
+                |writer| async move {
+                    (
+                        writer.index,
+                        reader.handle.get_record(record_key(writer)).await,
+                    )
+                },
+            ))
+            .await;
+            for (writer, got) in gets {
+                match got {
+                    Ok(found) => assert_eq!(
+                        found.value,
+                        record_value(writer),
+                        "node {} read node {writer}'s record",
+                        reader.index
+                    ),
+                    Err(error) => panic!(
+                        "node {} could not read node {writer}'s record: {error}",
+                        reader.index
+                    ),
+                }
+            }
+        }
+
+        eprintln!("{} gets in {:?}", size * (size - 1), started.elapsed());
 
         for node in nodes {
             // A few record keys and a peer id from every node's point of view.

@@ -358,8 +358,18 @@ fn the_client_helper_puts_and_gets_for_scripts() {
     };
     let text = put(false, "hello");
     assert!(text.starts_with("stored /ns-dht/m/"), "{text}");
-    let key = stored_key(&put(true, "hello again"));
+    assert!(
+        text.contains("/greeting at "),
+        "says how many peers stored it: {text}"
+    );
+    let again = put(true, "hello again");
+    let key = stored_key(&again);
     assert!(key.ends_with("/greeting"), "{key}");
+    let answer: serde_json::Value = serde_json::from_str(again.trim()).expect("JSON");
+    assert!(
+        answer["stored"]["stored"].as_u64().is_some_and(|n| n >= 1),
+        "{again}"
+    );
 
     let (status, stdout, stderr) = run_once(&["client", "--bootstrap", &address, "get", &key]);
     assert!(status.success(), "{stderr}");

@@ -41,7 +41,7 @@ impl Node {
                 match write.seal(held, unix_millis(), max_size) {
                     Ok(Sealed { key, stored, seq }) => {
                         let required = quorum.resolve(self.settings.k);
-                        Queries::put(key, stored, seq, required, reply, out)
+                        Queries::put(key, stored, seq, required, self.settings.k, reply, out)
                     }
                     Err(error) => {
                         let _ = reply.send(Err(error.into()));

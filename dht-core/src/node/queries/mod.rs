@@ -28,12 +28,14 @@ use crate::{
 /// What a query is for, and who waits for it.
 #[derive(Debug)]
 pub(crate) enum Pending {
-    /// A caller's write, which succeeds once `required` peers confirmed.
+    /// A caller's write to the `k` closest peers, which succeeds if
+    /// `required` of them stored it.
     Put {
         key: Vec<u8>,
         /// The version written, for a mutable record.
         seq: Option<u64>,
         required: usize,
+        k: usize,
         reply: Reply<Result<PutRecordOk, PutRecordError>>,
     },
     /// A caller's read, which succeeds once `required` valid copies of one
@@ -106,27 +108,27 @@ impl Queries {
         self.forgeries
     }
 
-    /// A caller's write of `value` under `key`, done once `required` peers
-    /// besides this node confirmed.
+    /// A caller's write of `value` under `key` to the `k` closest peers the
+    /// lookup finds. Done once each of them answered or its request failed
+    /// (Kademlia's own query would end at the quorum, and a caller that
+    /// exits then cuts the other writes short); it succeeds if at least
+    /// `required` stored it.
     pub(crate) fn put(
         key: Vec<u8>,
         value: Vec<u8>,
         seq: Option<u64>,
         required: NonZeroUsize,
+        k: NonZeroUsize,
         reply: Reply<Result<PutRecordOk, PutRecordError>>,
         out: &mut Actions,
     ) {
-        let quorum = if required.get() == 1 {
-            kad::Quorum::One
-        } else {
-            kad::Quorum::N(required)
-        };
         out.push(Action::Query {
-            query: Query::PutRecord(Record::new(RecordKey::new(&key), value), quorum),
+            query: Query::PutRecord(Record::new(RecordKey::new(&key), value), kad::Quorum::All),
             pending: Pending::Put {
                 key,
                 seq,
                 required: required.get(),
+                k: k.get(),
                 reply,
             },
         });
@@ -211,11 +213,18 @@ impl Queries {
                     key,
                     seq,
                     required,
+                    k,
                     reply,
                 },
                 QueryResult::PutRecord(result),
             ) => {
-                let _ = reply.send(put_result(key, seq, required, result, stats));
+                let written = Written {
+                    key,
+                    seq,
+                    required,
+                    k,
+                };
+                let _ = reply.send(written.result(result, stats));
                 None
             }
             (
@@ -344,27 +353,51 @@ impl Queries {
     }
 }
 
-fn put_result(
+/// A write whose query ended, and what it needed.
+struct Written {
     key: Vec<u8>,
     seq: Option<u64>,
     required: usize,
-    result: kad::PutRecordResult,
-    stats: QueryStats,
-) -> Result<PutRecordOk, PutRecordError> {
-    match result {
-        Ok(_) => Ok(PutRecordOk { key, seq, stats }),
-        Err(kad::PutRecordError::QuorumFailed { success, .. }) => {
-            Err(PutRecordError::QuorumFailed {
-                key: display_key(&key),
-                stored: success.len(),
-                required,
-            })
+    /// The replication factor: every peer asked stored it when the query
+    /// succeeded outright.
+    k: usize,
+}
+
+impl Written {
+    /// The caller's answer: how many stored it, judged against `required`.
+    fn result(
+        self,
+        result: kad::PutRecordResult,
+        stats: QueryStats,
+    ) -> Result<PutRecordOk, PutRecordError> {
+        let (stored, timed_out) = match result {
+            Ok(_) => (self.k, false),
+            // Fewer than k found or answered: what counts is how many did.
+            Err(kad::PutRecordError::QuorumFailed { success, .. }) => (success.len(), false),
+            Err(kad::PutRecordError::Timeout { success, .. }) => (success.len(), true),
+        };
+        let key = self.key;
+        if stored >= self.required {
+            return Ok(PutRecordOk {
+                key,
+                seq: self.seq,
+                stored,
+                stats,
+            });
         }
-        Err(kad::PutRecordError::Timeout { success, .. }) => Err(PutRecordError::Timeout {
-            key: display_key(&key),
-            stored: success.len(),
-            required,
-        }),
+        let (key, required) = (display_key(&key), self.required);
+        Err(match timed_out {
+            false => PutRecordError::QuorumFailed {
+                key,
+                stored,
+                required,
+            },
+            true => PutRecordError::Timeout {
+                key,
+                stored,
+                required,
+            },
+        })
     }
 }
 

@@ -147,8 +147,11 @@ fn a_read_that_finds_too_few_copies_says_how_many() {
     assert_eq!(crate::error::ErrorCode::code(&error), "not-found");
 }
 
-#[test]
-fn a_write_reports_how_many_peers_confirmed() {
+/// Ends a write query with `result` and returns the caller's answer.
+fn write_answer(
+    required: usize,
+    result: kad::PutRecordResult,
+) -> Result<PutRecordOk, PutRecordError> {
     let mut queries = Queries::default();
     let mut out = Actions::default();
     let id = query_ids(1)[0];
@@ -158,23 +161,65 @@ fn a_write_reports_how_many_peers_confirmed() {
         Pending::Put {
             key: b"k".to_vec(),
             seq: None,
-            required: 3,
+            required,
+            k: 4,
             reply,
         },
     );
-    let result = QueryResult::PutRecord(Err(kad::PutRecordError::QuorumFailed {
-        key: RecordKey::new(b"k"),
-        success: vec![PeerId::random()],
-        quorum: NonZeroUsize::new(3).unwrap(),
-    }));
+    let result = QueryResult::PutRecord(result);
     queries.on_progress(id, result, QueryStats::default(), true, &mut out);
+    answer.try_recv().unwrap().unwrap()
+}
+
+fn stored_by(peers: usize) -> kad::PutRecordResult {
+    Err(kad::PutRecordError::QuorumFailed {
+        key: RecordKey::new(b"k"),
+        success: (0..peers).map(|_| PeerId::random()).collect(),
+        quorum: NonZeroUsize::new(4).unwrap(),
+    })
+}
+
+#[test]
+fn a_write_reports_how_many_peers_confirmed() {
     assert!(matches!(
-        answer.try_recv().unwrap().unwrap(),
+        write_answer(3, stored_by(1)),
         Err(PutRecordError::QuorumFailed {
             stored: 1,
             required: 3,
             ..
         })
+    ));
+}
+
+/// A write asks all k closest peers and waits for them all, so that a
+/// caller exiting at once cuts nothing short: fewer than k storing it is
+/// success as long as the caller's quorum did, and says how many.
+#[test]
+fn a_write_waits_for_all_k_and_succeeds_with_the_quorum() {
+    let ok = write_answer(1, stored_by(2)).expect("one was required");
+    assert_eq!(ok.stored, 2);
+    let all = write_answer(
+        3,
+        Ok(kad::PutRecordOk {
+            key: RecordKey::new(b"k"),
+        }),
+    )
+    .expect("all k stored it");
+    assert_eq!(all.stored, 4);
+    let late = Err(kad::PutRecordError::Timeout {
+        key: RecordKey::new(b"k"),
+        success: vec![PeerId::random(), PeerId::random()],
+        quorum: NonZeroUsize::new(4).unwrap(),
+    });
+    assert_eq!(write_answer(2, late).map(|ok| ok.stored).ok(), Some(2));
+    let too_few_in_time = Err(kad::PutRecordError::Timeout {
+        key: RecordKey::new(b"k"),
+        success: vec![],
+        quorum: NonZeroUsize::new(4).unwrap(),
+    });
+    assert!(matches!(
+        write_answer(1, too_few_in_time),
+        Err(PutRecordError::Timeout { stored: 0, .. })
     ));
 }
 

@@ -199,6 +199,28 @@ async fn run_one(args: &Args, what: &str) -> anyhow::Result<serde_json::Value> {
     Ok(value)
 }
 
+/// Runs measurement `what` in a child process (announcing it with `label`)
+/// and reads its result; a failure is printed and added to `failed`.
+async fn measured<T: serde::de::DeserializeOwned>(
+    args: &Args,
+    what: &str,
+    label: &str,
+    failed: &mut Vec<String>,
+) -> Option<T> {
+    eprintln!("{what}{label}");
+    let result = in_child(args, what)
+        .await
+        .and_then(|value| Ok(serde_json::from_value(value)?));
+    match result {
+        Ok(value) => Some(value),
+        Err(error) => {
+            eprintln!("  failed: {error:#}");
+            failed.push(what.to_owned());
+            None
+        }
+    }
+}
+
 /// Runs one measurement in a child process and reads its JSON answer.
 async fn in_child(args: &Args, what: &str) -> anyhow::Result<serde_json::Value> {
     let exe = std::env::current_exe()?;
@@ -277,71 +299,37 @@ async fn run(args: Args) -> anyhow::Result<()> {
         plan.extend(args.socket_sizes.iter().map(|n| format!("{transport}:{n}")));
     }
     plan.extend(args.processes.iter().map(|n| format!("processes:{n}")));
-    let mut runs: Vec<Measurement> = Vec::new();
     let mut failed = Vec::new();
+    let mut runs: Vec<Measurement> = Vec::new();
     for what in &plan {
-        eprintln!("{what}");
-        match in_child(&args, what)
-            .await
-            .and_then(|v| Ok(serde_json::from_value(v)?))
-        {
-            Ok(m) => runs.push(m),
-            Err(error) => {
-                eprintln!("  failed: {error:#}");
-                failed.push(what.clone());
-            }
-        }
+        runs.extend(measured(&args, what, "", &mut failed).await);
     }
-    let capacity: Option<capacity::Capacity> = if args.capacity > 0 {
-        let what = format!("capacity:{}", args.capacity);
-        eprintln!("{what} (light clients over TCP and WebSocket)");
-        match in_child(&args, &what)
+    let capacity: Option<capacity::Capacity> = match args.capacity {
+        0 => None,
+        n => {
+            let what = format!("capacity:{n}");
+            measured(
+                &args,
+                &what,
+                " (light clients over TCP and WebSocket)",
+                &mut failed,
+            )
             .await
-            .and_then(|v| Ok(serde_json::from_value(v)?))
-        {
-            Ok(c) => Some(c),
-            Err(error) => {
-                eprintln!("  failed: {error:#}");
-                failed.push(what);
-                None
-            }
         }
-    } else {
-        None
     };
-
     let mut relay_runs: Vec<capacity::Capacity> = Vec::new();
     for &clients in &args.relay_clients {
         let what = format!("relay:{clients}");
-        eprintln!("{what} (relayed clients serving through the bootstrap)");
-        match in_child(&args, &what)
-            .await
-            .and_then(|v| Ok(serde_json::from_value(v)?))
-        {
-            Ok(c) => relay_runs.push(c),
-            Err(error) => {
-                eprintln!("  failed: {error:#}");
-                failed.push(what);
-            }
-        }
+        let label = " (relayed clients serving through the bootstrap)";
+        relay_runs.extend(measured(&args, &what, label, &mut failed).await);
     }
-
-    let holder_run: Option<holders::Holders> = if args.relayed_holders > 0 {
-        let what = format!("holders:{}", args.relayed_holders);
-        eprintln!("{what} (reads from relayed holders and from direct ones)");
-        match in_child(&args, &what)
-            .await
-            .and_then(|v| Ok(serde_json::from_value(v)?))
-        {
-            Ok(h) => Some(h),
-            Err(error) => {
-                eprintln!("  failed: {error:#}");
-                failed.push(what);
-                None
-            }
+    let holder_run: Option<holders::Holders> = match args.relayed_holders {
+        0 => None,
+        n => {
+            let what = format!("holders:{n}");
+            let label = " (reads from relayed holders and from direct ones)";
+            measured(&args, &what, label, &mut failed).await
         }
-    } else {
-        None
     };
 
     print_table(&runs);

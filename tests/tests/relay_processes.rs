@@ -12,27 +12,32 @@ use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(40);
 
+/// A bootstrap (which relays by default) listening on `listen`, with its
+/// key in a fresh directory named after `test`.
+fn relay_bootstrap(test: &str, listen: &[&str]) -> NodeProcess {
+    let key = temp_dir(test).join("bootstrap.key");
+    let key = key.to_str().expect("utf-8 path");
+    let mut args = vec![
+        "bootstrap",
+        "--key-file",
+        key,
+        "--report-interval",
+        "0",
+        "--no-http",
+    ];
+    for address in listen {
+        args.extend(["--listen", address]);
+    }
+    NodeProcess::start("relay-bootstrap", &args)
+}
+
 fn is_link(event: &Value, peer: &str) -> bool {
     event["type"] == "namespace-linked" && event["peer"] == peer
 }
 
 #[test]
 fn a_dialer_links_to_and_talks_with_a_listener_reachable_only_through_the_relay() {
-    let dir = temp_dir("relayed-member");
-    let key = dir.join("bootstrap.key");
-    let mut boot = NodeProcess::start(
-        "relay-bootstrap",
-        &[
-            "bootstrap",
-            "--key-file",
-            key.to_str().expect("utf-8 path"),
-            "--report-interval",
-            "0",
-            "--no-http",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ],
-    );
+    let mut boot = relay_bootstrap("relayed-member", &["/ip4/127.0.0.1/tcp/0"]);
     let boot_started = boot.started();
     let boot_address = boot_started.address("tcp");
 
@@ -154,22 +159,9 @@ fn is_removal(event: &Value, peer: &str, reason: &str) -> bool {
 /// reservation" answer to the nodes that dial it.
 #[test]
 fn a_killed_relayed_node_leaves_the_routing_tables_of_its_relay_and_of_others() {
-    let dir = temp_dir("relayed-leaves");
-    let key = dir.join("bootstrap.key");
-    let mut boot = NodeProcess::start(
-        "relay-bootstrap",
-        &[
-            "bootstrap",
-            "--key-file",
-            key.to_str().expect("utf-8 path"),
-            "--report-interval",
-            "0",
-            "--no-http",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--listen",
-            "/ip4/127.0.0.1/udp/0/webrtc-direct",
-        ],
+    let mut boot = relay_bootstrap(
+        "relayed-leaves",
+        &["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/webrtc-direct"],
     );
     let boot_address = boot.started().address("tcp");
     let mut native = NodeProcess::start(

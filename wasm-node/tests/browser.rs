@@ -148,6 +148,37 @@ async fn eventually(mut check: impl AsyncFnMut() -> Result<(), String>) -> Resul
     Err(last)
 }
 
+/// A tab over WebSocket, once it serves through the bootstrap's relay.
+async fn start_serving() -> DhtNode {
+    let tab = start(Some("websocket")).await;
+    eventually(async || match tab.serving() {
+        true => Ok(()),
+        false => Err("not serving".into()),
+    })
+    .await
+    .expect("the tab serves through the relay");
+    tab
+}
+
+/// `Ok` if `tab` holds the record under the text `key` for others, else
+/// what it holds.
+async fn holds_for_others(tab: &DhtNode, key: &str) -> Result<(), String> {
+    let records: Array = call(tab.records())
+        .await
+        .map_err(|e| message(&e))?
+        .dyn_into()
+        .expect("an array");
+    let held = records.iter().any(|r| {
+        text(&field(&r, "key")).as_deref() == Some(key) && field(&r, "forOthers") == JsValue::TRUE
+    });
+    match held {
+        true => Ok(()),
+        false => Err(String::from(
+            js_sys::JSON::stringify(&records).expect("JSON"),
+        )),
+    }
+}
+
 /// The peer id at the end of the first bootstrap address.
 fn bootstrap_peer() -> String {
     let first = bootstrap().get(0).as_string().expect("an address");
@@ -160,13 +191,7 @@ fn bootstrap_peer() -> String {
 
 #[wasm_bindgen_test]
 async fn a_tab_serves_through_its_bootstrap_and_holds_records_for_others() {
-    let tab = start(Some("websocket")).await;
-    eventually(async || match tab.serving() {
-        true => Ok(()),
-        false => Err("not serving".into()),
-    })
-    .await
-    .expect("the tab serves through the relay");
+    let tab = start_serving().await;
     assert_eq!(tab.relays(), vec![bootstrap_peer()]);
     let report = call(tab.report()).await.expect("a report");
     assert_eq!(field(&report, "serving"), JsValue::TRUE);
@@ -205,25 +230,8 @@ async fn a_tab_serves_through_its_bootstrap_and_holds_records_for_others() {
         .await
         .map_err(|e| message(&e))
         .expect("put succeeds");
-    let key = field(&stored, "key");
-    let held = eventually(async || {
-        let records: Array = call(tab.records())
-            .await
-            .map_err(|e| message(&e))?
-            .dyn_into()
-            .expect("an array");
-        let held = records.iter().any(|r| {
-            text(&field(&r, "key")) == text(&key) && field(&r, "forOthers") == JsValue::TRUE
-        });
-        match held {
-            true => Ok(()),
-            false => Err(String::from(
-                js_sys::JSON::stringify(&records).expect("JSON"),
-            )),
-        }
-    })
-    .await;
-    if let Err(records) = held {
+    let key = text(&field(&stored, "key")).expect("a text key");
+    if let Err(records) = eventually(async || holds_for_others(&tab, &key).await).await {
         panic!("the serving tab does not hold the other's record: {records}");
     }
     call(other.stop()).await.expect("stops");
@@ -248,13 +256,7 @@ fn closest_of(key: &[u8], holder: &str, others: &[&str]) -> bool {
 /// tab and stops, so that tab is the only holder left.
 #[wasm_bindgen_test]
 async fn a_native_node_reads_a_record_only_a_tab_holds() {
-    let holder = start(Some("websocket")).await;
-    eventually(async || match holder.serving() {
-        true => Ok(()),
-        false => Err("not serving".into()),
-    })
-    .await
-    .expect("the holder serves through the relay");
+    let holder = start_serving().await;
     let writer_options = options(Some("webrtc-direct"));
     Reflect::set(&writer_options, &"replicationFactor".into(), &1.into()).unwrap();
     Reflect::set(&writer_options, &"serve".into(), &JsValue::FALSE).unwrap();
@@ -280,25 +282,7 @@ async fn a_native_node_reads_a_record_only_a_tab_holds() {
         .map_err(|e| message(&e))
         .expect("the put succeeds");
     let key = text(&field(&stored, "key")).expect("a text key");
-    let held = eventually(async || {
-        let records: Array = call(holder.records())
-            .await
-            .map_err(|e| message(&e))?
-            .dyn_into()
-            .expect("an array");
-        let held = records.iter().any(|r| {
-            text(&field(&r, "key")).as_deref() == Some(key.as_str())
-                && field(&r, "forOthers") == JsValue::TRUE
-        });
-        match held {
-            true => Ok(()),
-            false => Err(String::from(
-                js_sys::JSON::stringify(&records).expect("JSON"),
-            )),
-        }
-    })
-    .await;
-    if let Err(records) = held {
+    if let Err(records) = eventually(async || holds_for_others(&holder, &key).await).await {
         panic!("the tab does not hold the record for the writer: {records}");
     }
     call(writer.stop()).await.expect("stops");

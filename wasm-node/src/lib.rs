@@ -36,6 +36,7 @@
 
 mod eager_flush;
 mod identity;
+mod options;
 
 use std::{cell::RefCell, collections::HashSet, rc::Rc, str::FromStr, time::Duration};
 
@@ -45,92 +46,21 @@ use dht_core::{
     error::chain,
     libp2p::{
         Multiaddr, PeerId, SwarmBuilder, Transport, core::upgrade::Version, identity::Keypair,
-        multiaddr, multiaddr::Protocol, noise, relay, webrtc_websys, websocket_websys, yamux,
+        noise, relay, webrtc_websys, websocket_websys, yamux,
     },
 };
 use futures::StreamExt;
 use js_sys::{Function, Promise, Reflect, Uint8Array};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local};
+
+use crate::options::{StartError, StartOptions, browser_transport};
 
 /// Installs the panic hook, so a bug shows as a readable console error.
 #[wasm_bindgen(start)]
 pub fn install_panic_hook() {
     console_error_panic_hook::set_once();
-}
-
-/// Options of [`DhtNode::start`], from a plain JS object.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct StartOptions {
-    /// Bootstrap multiaddrs with `/p2p/`; those a browser cannot dial are skipped.
-    bootstrap: Vec<String>,
-    /// Transports to use, of `"websocket"` and `"webrtc-direct"`; default
-    /// both, and then a serving tab dials a bootstrap that offers both over
-    /// WebSocket only (see `prefer_websocket`).
-    #[serde(default)]
-    transports: Option<Vec<String>>,
-    /// Use a new identity for this tab instead of the stored one.
-    #[serde(default)]
-    ephemeral: bool,
-    /// The `localStorage` key of the identity. Default `ns-dht-identity`;
-    /// further tabs open at once use `<key>#1`, `<key>#2`, …
-    #[serde(default)]
-    storage_key: Option<String>,
-    /// How long to wait for the DHT to answer. Default 15 000 ms.
-    #[serde(default)]
-    join_timeout_ms: Option<u32>,
-    /// Register in this namespace once joined.
-    #[serde(default)]
-    namespace: Option<String>,
-    /// `k`; must match the network. Default 20.
-    #[serde(default)]
-    replication_factor: Option<usize>,
-    /// Serve the DHT through relays once joined. Default true; false keeps
-    /// the tab a client that only queries.
-    #[serde(default)]
-    serve: Option<bool>,
-}
-
-/// Why [`DhtNode::start`] refused its options or could not set up.
-#[derive(Debug, thiserror::Error)]
-enum StartError {
-    #[error("invalid options")]
-    Options(#[source] serde_wasm_bindgen::Error),
-    #[error("unknown transport {0:?}: a browser can use \"websocket\" and \"webrtc-direct\"")]
-    UnknownTransport(String),
-    #[error("invalid bootstrap address {text:?}")]
-    BadAddress {
-        text: String,
-        #[source]
-        source: multiaddr::Error,
-    },
-    #[error(
-        "no bootstrap address this tab can dial over {transports}: a browser needs /ws, /wss or \
-         /webrtc-direct addresses, got {given:?}"
-    )]
-    NoBrowserAddress {
-        transports: String,
-        given: Vec<String>,
-    },
-    #[error("cannot set up {what}")]
-    Setup {
-        what: &'static str,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-}
-
-impl ErrorCode for StartError {
-    fn code(&self) -> &'static str {
-        match self {
-            StartError::Options(_) | StartError::UnknownTransport(_) => "bad-options",
-            StartError::BadAddress { .. } => "bad-address",
-            StartError::NoBrowserAddress { .. } => "no-browser-address",
-            StartError::Setup { .. } => "transport-setup",
-        }
-    }
 }
 
 /// A value `put` cannot store.
@@ -169,41 +99,6 @@ impl ErrorCode for BadPeerId {
     fn code(&self) -> &'static str {
         "bad-peer-id"
     }
-}
-
-/// The transport a browser uses for an address, if it can dial it at all.
-fn browser_transport(address: &Multiaddr) -> Option<&'static str> {
-    address.iter().find_map(|p| match p {
-        Protocol::Ws(_) | Protocol::Wss(_) => Some("websocket"),
-        Protocol::WebRTCDirect => Some("webrtc-direct"),
-        _ => None,
-    })
-}
-
-/// `addresses` without the WebRTC-direct ones of a peer that also has a
-/// WebSocket one. A relay must identify the tabs it relays for, to route
-/// others to them; over WebRTC-direct it often cannot: libp2p-webrtc-websys
-/// 0.5 takes the remote's streams only once its side of the handshake is
-/// done, and the relay's identify request, sent as soon as its own side is
-/// done, can be lost (README, "Known limit"). WebSocket has no such race.
-fn prefer_websocket(addresses: Vec<Multiaddr>) -> Vec<Multiaddr> {
-    let peer_of = |address: &Multiaddr| {
-        address.iter().find_map(|p| match p {
-            Protocol::P2p(peer) => Some(peer),
-            _ => None,
-        })
-    };
-    let over_websocket: Vec<_> = addresses
-        .iter()
-        .filter(|a| browser_transport(a) == Some("websocket"))
-        .map(peer_of)
-        .collect();
-    addresses
-        .into_iter()
-        .filter(|a| {
-            browser_transport(a) != Some("webrtc-direct") || !over_websocket.contains(&peer_of(a))
-        })
-        .collect()
 }
 
 /// A JavaScript `Error` whose message names every cause and whose `code`
@@ -299,38 +194,10 @@ impl DhtNode {
     pub async fn start(options: JsValue, on_event: Option<Function>) -> Result<DhtNode, JsValue> {
         let options: StartOptions = serde_wasm_bindgen::from_value(options)
             .map_err(|e| js_error(&StartError::Options(e)))?;
-        let transports = options
-            .transports
-            .clone()
-            .unwrap_or_else(|| vec!["websocket".into(), "webrtc-direct".into()]);
-        if let Some(unknown) = transports
-            .iter()
-            .find(|t| !["websocket", "webrtc-direct"].contains(&t.as_str()))
-        {
-            return Err(js_error(&StartError::UnknownTransport(unknown.clone())));
-        }
-        let mut addresses = Vec::new();
-        for text in &options.bootstrap {
-            let address = Multiaddr::from_str(text.trim()).map_err(|source| {
-                js_error(&StartError::BadAddress {
-                    text: text.clone(),
-                    source,
-                })
-            })?;
-            if browser_transport(&address).is_some_and(|t| transports.iter().any(|w| w == t)) {
-                addresses.push(address);
-            }
-        }
         let serve = options.serve.unwrap_or(true);
-        if serve {
-            addresses = prefer_websocket(addresses);
-        }
-        if addresses.is_empty() {
-            return Err(js_error(&StartError::NoBrowserAddress {
-                transports: transports.join(" or "),
-                given: options.bootstrap.clone(),
-            }));
-        }
+        let addresses = options
+            .bootstrap_addresses(serve)
+            .map_err(|e| js_error(&e))?;
         let namespace = options
             .namespace
             .as_deref()

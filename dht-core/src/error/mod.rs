@@ -14,6 +14,11 @@ use libp2p::{Multiaddr, PeerId, request_response::OutboundFailure, swarm};
 
 use crate::namespace::Namespace;
 
+mod causes;
+
+pub use causes::chain;
+pub(crate) use causes::find_cause;
+
 /// A stable name for an error, for scripts and other languages.
 pub trait ErrorCode: Error {
     /// The code: kebab-case, stable across releases (see the README's list).
@@ -23,44 +28,6 @@ pub trait ErrorCode: Error {
 /// Why a connection attempt failed, as libp2p reported it. Shared, because
 /// one failure reaches the events and the errors that report it.
 pub type DialFailure = Arc<swarm::DialError>;
-
-/// `error` and each of its causes, separated by `: `, leaving out a cause
-/// whose text the message already contains (libp2p's messages often repeat
-/// their source).
-pub fn chain(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// Causes followed at most by [`find_cause`].
-const MAX_CAUSES: usize = 32;
-
-/// The first error of type `T` among `error` and its causes. Transports wrap
-/// libp2p's errors in layers of their own; an `io::Error` hides the error it
-/// wraps from `source`, so it is opened with `get_ref`.
-pub(crate) fn find_cause<T: Error + 'static>(error: &io::Error) -> Option<&T> {
-    let mut next: Option<&(dyn Error + 'static)> = error.get_ref().map(|e| e as _);
-    for _ in 0..MAX_CAUSES {
-        let current = next?;
-        if let Some(found) = current.downcast_ref::<T>() {
-            return Some(found);
-        }
-        next = match current.downcast_ref::<io::Error>() {
-            Some(inner) => inner.get_ref().map(|e| e as _),
-            None => current.source(),
-        };
-    }
-    None
-}
 
 /// A configuration that cannot work, from [`crate::ConfigBuilder::build`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

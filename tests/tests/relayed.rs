@@ -412,3 +412,70 @@ fn a_relayed_node_that_stops_leaves_routing_tables_within_the_check_interval() {
         net.shutdown().await;
     });
 }
+
+/// A node that knows nothing but a tab's circuit address finds the rest of
+/// the DHT: its lookups go through the tab, which answers them with the
+/// peers it knows. The relay is no member of this DHT (it speaks another
+/// Kademlia protocol), so the tab is the only peer that can have told it.
+#[test]
+fn a_native_lookup_is_routed_through_a_tab() {
+    let pool = pool();
+    run(
+        Duration::from_secs(90),
+        "a lookup routed through a tab",
+        async {
+            let executor = pool.clone();
+            let mut net = Testnet::new(move |task| executor.spawn_ok(task));
+            let relay = net
+                .spawn_joining(
+                    Config::builder()
+                        .kad_protocol("/another-dht/kad/1.0.0")
+                        .relay_server(Some(RelayLimits::default())),
+                    Role::Bootstrap,
+                )
+                .await
+                .expect("the relay starts")
+                .clone();
+            let first = net
+                .spawn_joining(Config::builder(), Role::ClientHelper)
+                .await
+                .expect("the DHT's first node starts")
+                .clone();
+            let tab = net
+                .spawn_joining(
+                    Config::builder()
+                        .server_mode(ServerMode::Relayed)
+                        .bootstrap_peer(first.address.clone())
+                        .bootstrap_peer(relay.address.clone()),
+                    Role::ClientHelper,
+                )
+                .await
+                .expect("the tab joins and serves through the relay")
+                .clone();
+            let newcomer = net
+                .spawn_joining(
+                    Config::builder().bootstrap_peer(tab.address.clone()),
+                    Role::ClientHelper,
+                )
+                .await
+                .expect("a node joins through the tab")
+                .clone();
+
+            let found = newcomer
+                .handle
+                .closest_peers(first.peer_id.to_bytes())
+                .await
+                .expect("the lookup finishes");
+            assert!(
+                found.iter().any(|p| p.peer_id == first.peer_id),
+                "the lookup reached the first node through the tab: {found:?}"
+            );
+            let table = newcomer.handle.routing_table().await.expect("running");
+            assert!(
+                table.peers().all(|e| e.peer_id != relay.peer_id),
+                "the relay is no member of this DHT"
+            );
+            net.shutdown().await;
+        },
+    );
+}

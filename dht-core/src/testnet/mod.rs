@@ -200,6 +200,22 @@ impl Testnet {
         Ok(self.nodes.last().expect("just pushed"))
     }
 
+    /// Like [`spawn`](Self::spawn), but the node joins through the bootstrap
+    /// peers `config` names, not through node 0 (with none it starts a
+    /// network of its own): for networks whose shape a test decides.
+    pub async fn spawn_joining(
+        &mut self,
+        config: ConfigBuilder,
+        role: Role,
+    ) -> Result<&TestNode, TestnetError> {
+        let index = self.nodes.len();
+        let node = self
+            .start(index, config, role, Keypair::generate_ed25519())
+            .await?;
+        self.nodes.push(node);
+        Ok(self.nodes.last().expect("just pushed"))
+    }
+
     /// Stops node `index` and starts it again with the same identity and
     /// address but empty state, as a restarted process would be; `config`
     /// replaces its configuration (the bootstrap peer is set here unless it

@@ -203,10 +203,11 @@ impl ConfigBuilder {
     /// in the routing table with nothing heard from it before it is dialed
     /// to check that it is still there. A check that every relay answers
     /// with "no reservation" removes it; so does the same answer to any
-    /// other dial, and a relayed peer whose connection breaks is checked at
-    /// once. A closed tab therefore leaves every routing table within this
-    /// interval plus about 15 s; each live tab costs each node that holds
-    /// it one circuit per interval. Default 5 minutes.
+    /// other dial, and a relayed peer whose connection breaks is checked 2 s
+    /// later (at most once per interval). A closed tab therefore leaves
+    /// every routing table within this interval plus about 15 s; each live
+    /// tab costs each node that holds it at most two circuits per interval.
+    /// Default 5 minutes.
     pub fn check_relayed_peers_every(mut self, interval: Duration) -> Self {
         self.config.relayed_peer_check_interval = interval;
         self

@@ -117,6 +117,14 @@ pub(crate) struct NodeArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     pub(crate) query_timeout: Duration,
 
+    /// How long after the k peers closest to a record it holds change (a
+    /// closer peer joined; one left, or a dial to it failed) this node
+    /// sends the record to the peers now among the k closest. Changes are
+    /// gathered this long, so a burst costs one pass over the store. 0
+    /// turns it off: the hourly replication alone repairs records.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub(crate) rereplicate_after: Duration,
+
     /// Largest record value stored or accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
     pub(crate) max_record_size: usize,
@@ -268,6 +276,7 @@ impl NodeArgs {
             .kad_protocol(self.kad_protocol.clone())
             .replication_factor(self.replication_factor)
             .query_timeout(self.query_timeout)
+            .rereplicate_after(Some(self.rereplicate_after).filter(|d| !d.is_zero()))
             .max_record_size(self.max_record_size)
             .max_message_size(self.max_record_size.saturating_add(192 * 1024))
             .namespace_ttl(self.namespace_ttl)

@@ -46,12 +46,20 @@ async fn refresh_all(net: &Testnet) {
 /// The specification every network size must meet: every node writes a
 /// record, every other node reads it, the records sit exactly at the `k`
 /// nodes closest to their key (plus the writer), and closest-peer lookups
-/// agree with a brute-force sort of all node ids.
+/// agree with a brute-force sort of all node ids. What a put places is
+/// checked on its own: re-replication, which acts on each holder's view of
+/// the network (in a network this small, a partial view of the key's
+/// neighbours), is off (durability.rs tests it).
 fn every_record_is_stored_at_the_k_closest_and_found_by_everyone(size: usize, k: usize) {
     let pool = pool();
     run(Duration::from_secs(300), "network checks", async {
         let started = std::time::Instant::now();
-        let net = network(&pool, size, || Config::builder().replication_factor(k)).await;
+        let config = || {
+            Config::builder()
+                .replication_factor(k)
+                .rereplicate_after(None)
+        };
+        let net = network(&pool, size, config).await;
         eprintln!("{size} nodes joined in {:?}", started.elapsed());
         let started = std::time::Instant::now();
         refresh_all(&net).await;

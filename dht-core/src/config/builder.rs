@@ -87,6 +87,18 @@ impl ConfigBuilder {
         self
     }
 
+    /// How long after the peers closest to a held record change (a closer
+    /// peer entered the routing table; one of them left it or could not be
+    /// reached) this node sends the record to the peers that now belong to
+    /// the `k` closest. Changes are gathered this long, so that a burst of
+    /// them costs one pass over the store. `None`: only the periodic
+    /// replication ([`record_replication_interval`](Self::record_replication_interval))
+    /// repairs them. Default 10 s.
+    pub fn rereplicate_after(mut self, delay: Option<Duration>) -> Self {
+        self.config.rereplication_delay = delay;
+        self
+    }
+
     /// Bounds of the local record store. Defaults in [`StoreLimits`].
     pub fn store_limits(mut self, limits: StoreLimits) -> Self {
         self.config.store_limits = limits;
@@ -341,6 +353,7 @@ impl ConfigBuilder {
                 "record replication interval",
                 config.record_replication_interval,
             ),
+            ("re-replication delay", config.rereplication_delay),
             ("bootstrap interval", config.bootstrap_interval),
         ];
         for (field, value) in durations.into_iter().chain(

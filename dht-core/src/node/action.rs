@@ -73,8 +73,10 @@ pub(crate) enum Query {
     GetRecord(RecordKey),
     /// Store a record here and at the closest peers.
     PutRecord(Record, kad::Quorum),
-    /// Send a newer version of a record to peers a read found holding an
-    /// older one (and store it here if this node's copy was older).
+    /// Send a record to `peers` alone, without a lookup: a newer version to
+    /// peers a read found holding an older one (and store it here if this
+    /// node's copy was older), or a held record to the peers now closest to
+    /// it (re-replication).
     Repair {
         record: Record,
         peers: Vec<PeerId>,

@@ -87,7 +87,7 @@ impl Node {
                 if let Some(peer) = self.relay_server.on(&event) {
                     let kad = &mut self.swarm.behaviour_mut().kad;
                     let routing = snapshot::routing_addresses(kad, &peer);
-                    self.relayed_peers.on_reservation_ended(
+                    self.departures.on_reservation_ended(
                         peer,
                         self.settings.local,
                         routing,
@@ -164,7 +164,8 @@ impl Node {
                 }
                 self.addresses.on_connected(peer_id, &endpoint);
                 self.relays.on_connected(peer_id, &endpoint);
-                self.relayed_peers.on_connected(&peer_id, now);
+                self.departures.on_connected(&peer_id, now);
+                self.replication.on_connected(&peer_id);
                 if num_established.get() == 1 {
                     let (address, inbound) = match endpoint {
                         ConnectedPoint::Dialer { address, .. } => (address, false),
@@ -194,7 +195,7 @@ impl Node {
                     snapshot::routing_addresses(&mut self.swarm.behaviour_mut().kad, &peer_id);
                 // Closed here for being idle, or broken.
                 let broke = matches!(cause, Some(ConnectionError::IO(_)));
-                self.relayed_peers
+                self.departures
                     .on_disconnected(peer_id, broke, &routing, now);
                 self.messages.forget(&peer_id);
                 self.actions.emit(Event::PeerDisconnected { peer: peer_id });
@@ -229,9 +230,12 @@ impl Node {
     }
 
     pub(super) fn on_dial_failed(&mut self, peer: PeerId, error: &DialFailure, now: Instant) {
+        if !snapshot::routing_addresses(&mut self.swarm.behaviour_mut().kad, &peer).is_empty() {
+            self.replication.on_gone(peer, now);
+        }
         if !self.joining.is_bootstrap_peer(&peer)
             && self
-                .relayed_peers
+                .departures
                 .on_dial_failed(peer, error, &mut self.actions)
         {
             return;
@@ -264,12 +268,21 @@ impl Node {
                 peer,
                 is_new_peer,
                 bucket_range,
+                old_peer,
                 ..
-            } => self.actions.emit(Event::RoutingUpdated {
-                peer,
-                bucket: bucket_range.0.ilog2().unwrap_or(0),
-                new_peer: is_new_peer,
-            }),
+            } => {
+                if is_new_peer {
+                    self.replication.on_joined(peer, now);
+                }
+                if let Some(evicted) = old_peer {
+                    self.replication.on_gone(evicted, now);
+                }
+                self.actions.emit(Event::RoutingUpdated {
+                    peer,
+                    bucket: bucket_range.0.ilog2().unwrap_or(0),
+                    new_peer: is_new_peer,
+                })
+            }
             kad::Event::ModeChanged { new_mode } => {
                 tracing::info!(mode = %new_mode, "DHT mode changed")
             }

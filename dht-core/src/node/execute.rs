@@ -56,10 +56,13 @@ impl Node {
                 behaviour.kad.add_address(&peer, address);
             }
             Action::RemoveAddress { peer, address } => {
-                behaviour.kad.remove_address(&peer, &address);
+                if behaviour.kad.remove_address(&peer, &address).is_some() {
+                    self.replication.on_gone(peer, Instant::now());
+                }
             }
             Action::RemovePeer { peer, reason } => {
                 if behaviour.kad.remove_peer(&peer).is_some() {
+                    self.replication.on_gone(peer, Instant::now());
                     tracing::debug!(%peer, %reason, "removed from the routing table");
                     self.subscribers
                         .publish(&Event::RoutingRemoved { peer, reason });

@@ -8,8 +8,9 @@
 //! | part | concern |
 //! |---|---|
 //! | [`joining`] | bootstrap peers ([`backoff`]), routing-table refreshes, unreachable peers ([`unreachable`](mod@unreachable)) |
-//! | [`relayed_peers`] | when relayed peers (tabs) that went away leave the routing table |
+//! | [`departures`] | noticing peers of the routing table that went away (broken connections, closed tabs) |
 //! | [`queries`] | Kademlia queries in flight and what their results mean |
+//! | [`replication`] | sending held records to the peers that became closest to them |
 //! | [`membership`] | this node's namespace registrations |
 //! | [`discovery`] | finding a namespace's members |
 //! | [`links`] | namespace handshakes, heartbeats and retries |
@@ -32,6 +33,7 @@ mod action;
 pub(crate) mod addresses;
 mod backoff;
 mod commands;
+mod departures;
 mod discovery;
 mod diversity;
 mod events;
@@ -42,8 +44,8 @@ mod membership;
 mod messages;
 mod queries;
 mod reach;
-mod relayed_peers;
 mod relays;
+mod replication;
 mod snapshot;
 mod subscribers;
 mod unreachable;
@@ -70,6 +72,7 @@ use web_time::Instant;
 use self::{
     action::{Actions, Purpose},
     addresses::Addresses,
+    departures::Departures,
     discovery::Discovery,
     diversity::Diversity,
     joining::Joining,
@@ -77,8 +80,8 @@ use self::{
     membership::Membership,
     messages::Messages,
     queries::{Outcome, Queries},
-    relayed_peers::RelayedPeers,
     relays::Relays,
+    replication::Replication,
     subscribers::Subscribers,
 };
 use crate::{
@@ -107,7 +110,8 @@ pub struct Node {
     addresses: Addresses,
     diversity: Diversity,
     relays: Relays,
-    relayed_peers: RelayedPeers,
+    departures: Departures,
+    replication: Replication,
     relay_server: RelayServerCounts,
     messages: Messages,
     subscribers: Subscribers,
@@ -279,7 +283,8 @@ impl Node {
                 config.routing_diversity.per_table,
             ),
             relays,
-            relayed_peers: RelayedPeers::new(config.relayed_peer_check_interval, now),
+            departures: Departures::new(config.relayed_peer_check_interval, now),
+            replication: Replication::new(config.rereplication_delay),
             relay_server: RelayServerCounts::default(),
             messages: Messages::new(config.message_limits),
             subscribers: Subscribers::new(config.event_buffer),
@@ -373,7 +378,8 @@ impl Node {
             self.joining.next_deadline(),
             self.discovery.next_deadline(),
             self.relays.next_deadline(),
-            Some(self.relayed_peers.next_deadline()),
+            Some(self.departures.next_deadline()),
+            self.replication.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -414,16 +420,21 @@ impl Node {
         links.poll(now, actions);
         self.relays.on_tick(now, &mut self.actions);
         let kad = &mut self.swarm.behaviour_mut().kad;
-        self.relayed_peers.poll(
+        self.departures.poll(
             now,
             |peer| snapshot::routing_addresses(kad, peer),
             &mut self.actions,
         );
-        if self.relayed_peers.sweep_due(now) {
+        if self.departures.sweep_due(now) {
             let kad = &mut self.swarm.behaviour_mut().kad;
             let table = snapshot::routing_table(kad, self.settings.local);
             let entries = table.buckets.into_iter().flat_map(|b| b.entries);
-            self.relayed_peers.sweep(now, entries, &mut self.actions);
+            self.departures.sweep(now, entries, &mut self.actions);
+        }
+        if let Some(changes) = self.replication.take_due(now) {
+            let kad = &mut self.swarm.behaviour_mut().kad;
+            let (local, k) = (self.settings.local, self.settings.k.get());
+            replication::replicate(kad, local, &changes, k, now, &mut self.actions);
         }
         // A timer that fired for nothing (its deadline moved) must be re-armed.
         self.timer.at = now;

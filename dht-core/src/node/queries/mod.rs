@@ -61,7 +61,8 @@ pub(crate) enum Pending {
     Holders(DiscoveryId),
     /// A routing-table refresh started while joining or staying joined.
     Refresh,
-    /// The repair of stale copies a read found; nobody waits for it.
+    /// The repair of stale copies a read found, or a re-replication;
+    /// nobody waits for it.
     Repair,
 }
 

@@ -1,27 +1,26 @@
-//! When a peer reachable only through relays (a browser tab) leaves the
-//! routing table.
+//! Noticing that peers of the routing table went away.
 //!
-//! A tab closes without a word. Its relay learns at once (the tab's
-//! connection drops, and its reservation with it), but nobody else does,
-//! and Kademlia keeps a peer until a full bucket replaces it. So a relayed
-//! peer is checked by dialing it, and the relay's answer decides:
+//! A peer that crashes, or a tab that closes, leaves without a word, and
+//! Kademlia keeps a peer until a full bucket replaces it. Two things tell:
 //!
-//! - a dial that every relay answers "no reservation" removes the peer at
-//!   once: the relay was reached, and the peer is not behind it (a relay
-//!   that cannot be reached is no such answer; [`super::unreachable`]'s
-//!   slower rule covers it);
-//! - the last connection to a relayed peer breaking (the tab went away, or
-//!   its relay did) is checked [`GRACE`] later, at most once per `interval`
-//!   (a tab closing an idle connection breaks it too, and must not cost a
-//!   circuit every idle timeout);
-//! - every other relayed peer in the routing table is checked when nothing
-//!   was heard from it for `interval`.
+//! - the last connection to a peer of the routing table breaking (rather
+//!   than being closed for being idle): the peer is dialed [`GRACE`] later,
+//!   at most once per `interval` (a tab closing an idle connection breaks it
+//!   too, and must not cost a dial every idle timeout). A failed dial is
+//!   what [`super::unreachable`] counts towards removing a peer, and what
+//!   makes [`super::replication`] send the records near it elsewhere;
+//! - for a peer reachable only through relays (a browser tab), its relay's
+//!   answer: a dial that every relay answers "no reservation" removes the
+//!   peer at once (the relay was reached, and the peer is not behind it; a
+//!   relay that cannot be reached is no such answer). Such a peer is also
+//!   dialed when nothing was heard from it for `interval`.
 //!
 //! So a closed tab leaves the routing table of a node connected to it within
 //! [`GRACE`] plus one circuit dial ([`crate::CIRCUIT_DIAL_TIMEOUT`] at most),
 //! and of every node within `interval` plus [`SWEEP_EVERY`] plus one dial.
 //! A live tab costs each node whose table holds it at most two circuits per
-//! `interval`.
+//! `interval`; a live native peer at most one dial per `interval`, after a
+//! break.
 
 use std::{collections::HashMap, io, time::Duration};
 
@@ -45,19 +44,19 @@ use crate::{
 /// check.
 pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
-/// How long after a relayed peer's connection broke it is checked: its relay
-/// learns that the peer left from the same break, and a check that reaches
-/// the relay first is answered as if the peer were still there.
+/// How long after a peer's connection broke it is checked: a relayed peer's
+/// relay learns that the peer left from the same break, and a check that
+/// reaches the relay first is answered as if the peer were still there.
 pub(crate) const GRACE: Duration = Duration::from_secs(2);
 
-/// The relayed peers of the routing table: when each was last heard from,
-/// and the checks of broken connections. Three maps of one type (the one
+/// When each relayed peer of the routing table was last heard from, and the
+/// checks of broken connections to any peer of it. Three maps of one type (the one
 /// other parts use too), which costs the browser build no new hash-map code.
 #[derive(Debug)]
-pub(crate) struct RelayedPeers {
+pub(crate) struct Departures {
     interval: Duration,
-    /// Last connected to, or when it entered the table; bounded by the
-    /// routing table: peers not in it are dropped each sweep.
+    /// Last connected to, or when it entered the table, for relayed peers;
+    /// bounded by the routing table: peers not in it are dropped each sweep.
     heard: HashMap<PeerId, Instant>,
     /// When a break of its connection was last checked; bounded like `heard`.
     break_checked: HashMap<PeerId, Instant>,
@@ -66,7 +65,7 @@ pub(crate) struct RelayedPeers {
     next_sweep: Instant,
 }
 
-impl RelayedPeers {
+impl Departures {
     /// Checks each relayed peer nothing was heard from for `interval`; the
     /// first sweep is at `now`.
     pub(crate) fn new(interval: Duration, now: Instant) -> Self {
@@ -110,10 +109,12 @@ impl RelayedPeers {
         routing: &[Multiaddr],
         now: Instant,
     ) {
-        if !broke || !only_relayed(routing) {
+        if !broke || routing.is_empty() {
             return;
         }
-        self.heard.entry(peer).or_insert(now);
+        if only_relayed(routing) {
+            self.heard.entry(peer).or_insert(now);
+        }
         if self
             .break_checked
             .get(&peer)
@@ -125,7 +126,7 @@ impl RelayedPeers {
         self.check_at.insert(peer, now + GRACE);
     }
 
-    /// Dials the relayed peers whose break is due a check, at the addresses
+    /// Dials the peers whose break is due a check, at the addresses
     /// `routing` gives for each.
     pub(crate) fn poll(
         &mut self,
@@ -137,7 +138,7 @@ impl RelayedPeers {
             if *at > now {
                 return true;
             }
-            tracing::debug!(%peer, "checking a relayed peer whose connection broke");
+            tracing::debug!(%peer, "checking a peer whose connection broke");
             out.push(Action::Dial {
                 peer: *peer,
                 addresses: routing(peer),
@@ -217,12 +218,14 @@ impl RelayedPeers {
         }
         self.next_sweep = now + SWEEP_EVERY;
         let mut heard = HashMap::with_capacity(self.heard.len());
+        let mut in_table = Vec::new();
         for RoutingEntry {
             peer_id: peer,
             addresses,
             connected,
         } in entries
         {
+            in_table.push(peer);
             if !only_relayed(&addresses) {
                 continue;
             }
@@ -237,9 +240,8 @@ impl RelayedPeers {
             }
             heard.insert(peer, last);
         }
-        self.break_checked
-            .retain(|peer, _| heard.contains_key(peer));
-        self.check_at.retain(|peer, _| heard.contains_key(peer));
+        self.break_checked.retain(|peer, _| in_table.contains(peer));
+        self.check_at.retain(|peer, _| in_table.contains(peer));
         self.heard = heard;
     }
 }
@@ -334,7 +336,7 @@ mod tests {
 
     #[test]
     fn a_peer_no_relay_holds_leaves_at_once() {
-        let mut peers = RelayedPeers::new(INTERVAL, Instant::now());
+        let mut peers = Departures::new(INTERVAL, Instant::now());
         let mut out = Actions::default();
         let peer = PeerId::random();
         let gone = failed(vec![
@@ -350,7 +352,7 @@ mod tests {
 
     #[test]
     fn a_relay_that_cannot_answer_or_holds_it_elsewhere_removes_nothing() {
-        let mut peers = RelayedPeers::new(INTERVAL, Instant::now());
+        let mut peers = Departures::new(INTERVAL, Instant::now());
         let mut out = Actions::default();
         let peer = PeerId::random();
         let one_relay_unreachable = failed(vec![
@@ -365,20 +367,23 @@ mod tests {
     }
 
     #[test]
-    fn a_broken_connection_to_a_relayed_peer_is_checked_after_the_grace_once_per_interval() {
+    fn a_broken_connection_to_a_peer_of_the_table_is_checked_after_the_grace_once_per_interval() {
         let start = Instant::now();
-        let mut peers = RelayedPeers::new(INTERVAL, start);
+        let mut peers = Departures::new(INTERVAL, start);
         let mut out = Actions::default();
         let tab = PeerId::random();
         peers.on_disconnected(tab, false, &[circuit(1)], start);
-        peers.on_disconnected(PeerId::random(), true, &[direct()], start);
-        peers.on_disconnected(PeerId::random(), true, &[circuit(1), direct()], start);
         peers.on_disconnected(PeerId::random(), true, &[], start);
         peers.poll(start + INTERVAL, |_| vec![circuit(1)], &mut out);
         assert!(
             dialed(&mut out).is_empty(),
-            "idle closes and reachable peers"
+            "idle closes and peers not in the table"
         );
+
+        let native = PeerId::random();
+        peers.on_disconnected(native, true, &[direct()], start);
+        peers.poll(start + GRACE, |_| vec![direct()], &mut out);
+        assert_eq!(dialed(&mut out), vec![native], "a crash looks like this");
 
         peers.sweep(start, Vec::new(), &mut out);
         peers.on_disconnected(tab, true, &[circuit(1), circuit(2)], start);
@@ -402,7 +407,7 @@ mod tests {
     #[test]
     fn a_reconnection_within_the_grace_cancels_the_check() {
         let start = Instant::now();
-        let mut peers = RelayedPeers::new(INTERVAL, start);
+        let mut peers = Departures::new(INTERVAL, start);
         let mut out = Actions::default();
         let tab = PeerId::random();
         peers.on_disconnected(tab, true, &[circuit(1)], start);
@@ -414,7 +419,7 @@ mod tests {
     #[test]
     fn a_relayed_peer_not_heard_from_for_the_interval_is_checked_once_per_interval() {
         let start = Instant::now();
-        let mut peers = RelayedPeers::new(INTERVAL, start);
+        let mut peers = Departures::new(INTERVAL, start);
         let mut out = Actions::default();
         let (quiet, connected, native) = (PeerId::random(), PeerId::random(), PeerId::random());
         let table = |connected_now: bool| {
@@ -454,7 +459,7 @@ mod tests {
 
     #[test]
     fn a_relay_forgets_the_circuits_through_it_whose_reservation_ended() {
-        let mut peers = RelayedPeers::new(INTERVAL, Instant::now());
+        let mut peers = Departures::new(INTERVAL, Instant::now());
         let mut out = Actions::default();
         let (local, other_relay) = (PeerId::random(), PeerId::random());
         let (only_here, also_elsewhere) = (PeerId::random(), PeerId::random());
@@ -485,7 +490,7 @@ mod tests {
     #[test]
     fn peers_that_left_the_table_are_forgotten() {
         let start = Instant::now();
-        let mut peers = RelayedPeers::new(INTERVAL, start);
+        let mut peers = Departures::new(INTERVAL, start);
         let mut out = Actions::default();
         let tab = PeerId::random();
         peers.sweep(start, vec![entry(tab, vec![circuit(1)], false)], &mut out);
@@ -499,5 +504,14 @@ mod tests {
             &mut out,
         );
         assert!(dialed(&mut out).is_empty());
+
+        // A native peer's checked break is kept while it is in the table.
+        let native = PeerId::random();
+        let later = start + INTERVAL * 4;
+        peers.on_disconnected(native, true, &[direct()], later);
+        peers.sweep(later, vec![entry(native, vec![direct()], false)], &mut out);
+        assert!(peers.break_checked.contains_key(&native));
+        peers.sweep(later + SWEEP_EVERY, Vec::new(), &mut out);
+        assert!(peers.break_checked.is_empty() && peers.check_at.is_empty());
     }
 }

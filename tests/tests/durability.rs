@@ -1,0 +1,141 @@
+//! Records follow the peers closest to them: when holders crash or a closer
+//! peer joins, the remaining holders send their records on, within the
+//! re-replication delay of noticing, long before the hourly replication.
+
+use std::{collections::HashSet, time::Duration};
+
+use dht_core::{
+    Config, ConfigBuilder, Role, Write,
+    libp2p::{PeerId, identity::Keypair},
+    testnet::{TestNode, Testnet, xor_closest},
+};
+use dht_tests::{eventually, network, pool, run};
+use futures::future::join_all;
+
+const K: usize = 3;
+
+/// Changes are acted on 1 s after they are noticed. Nothing else is sped
+/// up: a crash is noticed through the connections it breaks.
+fn config() -> ConfigBuilder {
+    Config::builder()
+        .replication_factor(K)
+        .rereplicate_after(Some(Duration::from_secs(1)))
+}
+
+/// The nodes among `alive` whose store holds `key`.
+async fn holders(alive: &[TestNode], key: &[u8]) -> HashSet<PeerId> {
+    let stores = join_all(alive.iter().map(|node| node.handle.records())).await;
+    alive
+        .iter()
+        .zip(stores)
+        .filter(|(_, records)| {
+            records
+                .as_ref()
+                .is_ok_and(|records| records.iter().any(|r| r.key == key))
+        })
+        .map(|(node, _)| node.peer_id)
+        .collect()
+}
+
+/// Waits until each of the `k` nodes of `alive` closest to `key` holds it.
+async fn held_by_the_k_closest(alive: &[TestNode], key: &[u8], what: &str) {
+    let expected = xor_closest(key, alive.iter().map(|n| n.peer_id), K);
+    eventually(Duration::from_secs(30), what, || async {
+        let held = holders(alive, key).await;
+        expected
+            .iter()
+            .all(|peer| held.contains(peer))
+            .then_some(())
+    })
+    .await
+}
+
+async fn refresh_all(net: &Testnet) {
+    for size in join_all(net.nodes().iter().map(|n| n.handle.bootstrap())).await {
+        assert!(size.expect("node is running") > 0, "an empty routing table");
+    }
+}
+
+#[test]
+fn a_record_whose_holders_crash_is_copied_to_the_next_closest_peers() {
+    let pool = pool();
+    run(Duration::from_secs(120), "crash test", async {
+        let net = network(&pool, 12, config).await;
+        refresh_all(&net).await;
+        let writer = net.nodes()[1].clone();
+        let write = Write::mutable(&writer.keypair, "survivor", b"still here".to_vec());
+        let key = write.key().expect("a valid record name");
+        let put = writer.handle.put(write).await.expect("put succeeds");
+        assert_eq!(put.stored, K);
+
+        // A third of the network crashes: the writer, the two holders
+        // closest to the key, and one node that holds nothing. One holder
+        // is left.
+        let others = net
+            .nodes()
+            .iter()
+            .map(|n| n.peer_id)
+            .filter(|p| *p != writer.peer_id);
+        let closest = xor_closest(&key, others, K);
+        let bystander = net
+            .nodes()
+            .iter()
+            .skip(1)
+            .find(|n| n.peer_id != writer.peer_id && !closest.contains(&n.peer_id))
+            .expect("a node that holds nothing")
+            .peer_id;
+        let crashed: HashSet<PeerId> = [writer.peer_id, closest[0], closest[1], bystander].into();
+        for node in net.nodes().iter().filter(|n| crashed.contains(&n.peer_id)) {
+            node.handle.shutdown().await;
+        }
+        let alive: Vec<TestNode> = net
+            .nodes()
+            .iter()
+            .filter(|n| !crashed.contains(&n.peer_id))
+            .cloned()
+            .collect();
+        assert_eq!(holders(&alive, &key).await, HashSet::from([closest[2]]));
+
+        held_by_the_k_closest(&alive, &key, "the k closest survivors hold the record").await;
+        let reader = alive.last().expect("survivors");
+        let found = reader.handle.get_record(key).await.expect("still readable");
+        assert_eq!(found.value, b"still here");
+        net.shutdown().await;
+    })
+}
+
+/// A keypair whose peer id is closer to `key` than every peer of `peers`.
+fn closer_than_all(key: &[u8], peers: &[PeerId]) -> Keypair {
+    loop {
+        let keypair = Keypair::generate_ed25519();
+        let id = keypair.public().to_peer_id();
+        let candidates = peers.iter().copied().chain([id]);
+        if xor_closest(key, candidates, 1) == [id] {
+            return keypair;
+        }
+    }
+}
+
+#[test]
+fn a_peer_that_joins_closer_to_a_record_than_its_holders_gets_it() {
+    let pool = pool();
+    run(Duration::from_secs(120), "join test", async {
+        let mut net = network(&pool, 8, config).await;
+        refresh_all(&net).await;
+        let writer = net.nodes()[1].clone();
+        let write = Write::mutable(&writer.keypair, "follows", b"to the newcomer".to_vec());
+        let key = write.key().expect("a valid record name");
+        writer.handle.put(write).await.expect("put succeeds");
+
+        let ids: Vec<PeerId> = net.nodes().iter().map(|n| n.peer_id).collect();
+        let keypair = closer_than_all(&key, &ids);
+        let newcomer = net
+            .spawn_as(config(), Role::ClientHelper, keypair)
+            .await
+            .expect("newcomer joins")
+            .clone();
+        held_by_the_k_closest(net.nodes(), &key, "the newcomer holds the record").await;
+        assert!(holders(&[newcomer], &key).await.len() == 1);
+        net.shutdown().await;
+    })
+}

@@ -118,7 +118,11 @@ impl Behaviour {
             // answered identify and their subnet has room (node/diversity.rs).
             .set_kbucket_inserts(BucketInserts::Manual)
             .set_periodic_bootstrap_interval(config.bootstrap_interval);
-        let store = Store::new(local_peer_id, config.store_limits.clone());
+        let limits = config.store_limits.clone();
+        let store = match &config.storage {
+            Some(storage) => Store::with_storage(local_peer_id, limits, storage.clone()),
+            None => Store::new(local_peer_id, limits),
+        };
         let bounds = &config.connection_limits;
         let kad = Kademlia::new(
             kad::Behaviour::with_config(local_peer_id, store, kad_config),

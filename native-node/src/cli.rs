@@ -1,13 +1,18 @@
 //! The command line: one subcommand per role, options shared by all.
 
-use std::{net::IpAddr, path::PathBuf, time::Duration};
+use std::{net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use dht_core::{
     Config, ConfigBuilder, ConnectionLimits, Namespace, RelayLimits, RoutingDiversity, ServerMode,
     libp2p::{Multiaddr, PeerId},
 };
-use native_node::ListenSet;
+use native_node::{ListenSet, storage::DiskStorage};
+
+use crate::exit::Failure;
+
+/// The identity file's name in a --data-dir.
+const KEY_FILE: &str = "node.key";
 
 const AFTER_HELP: &str = "\
 EXIT STATUS:
@@ -100,9 +105,20 @@ pub(crate) struct NodeArgs {
 
     /// Keep the node's identity in this file (created, owner-only, if
     /// missing), so it keeps its peer id across restarts. Without it a new
-    /// identity is made for each run, except for the bootstrap role.
+    /// identity is made for each run, except for the bootstrap role and
+    /// nodes with a --data-dir.
     #[arg(long, value_name = "PATH")]
     pub(crate) key_file: Option<PathBuf>,
+
+    /// Keep the node's records, the registrations it holds for others and
+    /// its routing table in this directory (created if missing; the store
+    /// is `store.redb`, the identity `node.key` unless --key-file says
+    /// otherwise), and start from them: a record or registration is
+    /// acknowledged only once it is on disk, so a node killed at any moment
+    /// loses none it acknowledged, and a node whose bootstrap is gone
+    /// rejoins through the peers it knew. One node per directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
 
     /// The Kademlia protocol name; nodes only form a DHT with peers that use
     /// the same one.
@@ -268,9 +284,24 @@ impl NodeArgs {
             .collect()
     }
 
+    /// The identity file: --key-file, else `node.key` in the --data-dir.
+    pub(crate) fn key_file(&self) -> Option<PathBuf> {
+        let in_data_dir = || self.data_dir.as_ref().map(|dir| dir.join(KEY_FILE));
+        self.key_file.clone().or_else(in_data_dir)
+    }
+
     /// The core configuration these options describe; `relay` says whether
-    /// this node relays for others.
-    pub(crate) fn config(&self, relay: bool) -> ConfigBuilder {
+    /// this node relays for others. Opens the --data-dir's store.
+    pub(crate) fn config(&self, relay: bool) -> Result<ConfigBuilder, Failure> {
+        let mut config = self.settings(relay);
+        if let Some(dir) = &self.data_dir {
+            let storage = DiskStorage::open_dir(dir).map_err(Failure::of)?;
+            config = config.storage(Arc::new(storage));
+        }
+        Ok(config)
+    }
+
+    fn settings(&self, relay: bool) -> ConfigBuilder {
         let config = Config::builder()
             .bootstrap_peers(self.bootstrap_addresses())
             .kad_protocol(self.kad_protocol.clone())

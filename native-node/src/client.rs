@@ -61,7 +61,7 @@ pub(crate) async fn run(args: ClientArgs, output: Output) -> Result<(), Failure>
     };
     let config = args
         .node
-        .config(false)
+        .config(false)?
         .server_mode(mode)
         .build()
         .map_err(Failure::input)?;

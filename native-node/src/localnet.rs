@@ -49,9 +49,15 @@ pub(crate) async fn run(args: LocalnetArgs, output: Output) -> Result<(), Failur
             ),
         ));
     }
+    if args.node.data_dir.is_some() {
+        return Err(Failure::usage(
+            "bad-request",
+            anyhow!("--data-dir keeps one node's state; localnet runs many nodes in one process"),
+        ));
+    }
 
     let bootstrap_key = load_identity(&args.node, None)?;
-    let config = args.node.config(true).build().map_err(Failure::input)?;
+    let config = args.node.config(true)?.build().map_err(Failure::input)?;
     let listen = ListenSet::bootstrap(args.node.ip, args.port).addresses();
     let bootstrap = start(
         &args.node,
@@ -94,7 +100,7 @@ pub(crate) async fn run(args: LocalnetArgs, output: Output) -> Result<(), Failur
         };
         let config = args
             .node
-            .config(false)
+            .config(false)?
             .bootstrap_peer(join_address.clone())
             .discover_interval(Duration::from_secs(2))
             .build()

@@ -33,13 +33,14 @@ pub(crate) fn default_bootstrap_key() -> Option<PathBuf> {
     Some(data.join("ns-dht").join("bootstrap.key"))
 }
 
-/// The node's identity: from `--key-file`, from `fallback` (the bootstrap's
-/// default file), or a new one for this run only.
+/// The node's identity: from `--key-file` or the `--data-dir`, from
+/// `fallback` (the bootstrap's default file), or a new one for this run
+/// only.
 pub(crate) fn load_identity(
     node: &NodeArgs,
     fallback: Option<PathBuf>,
 ) -> Result<Keypair, Failure> {
-    let Some(path) = node.key_file.clone().or(fallback) else {
+    let Some(path) = node.key_file().or(fallback) else {
         return Ok(Keypair::generate_ed25519());
     };
     let (keypair, created) = identity::load_or_create(&path).map_err(Failure::identity)?;
@@ -80,8 +81,8 @@ pub(crate) async fn bootstrap(args: BootstrapArgs, output: Output) -> Result<(),
             ),
         ));
     }
-    let key_file = match &args.node.key_file {
-        Some(path) => path.clone(),
+    let key_file = match args.node.key_file() {
+        Some(path) => path,
         None => default_bootstrap_key().ok_or_else(|| {
             Failure::usage(
                 "no-key-file",
@@ -106,7 +107,7 @@ pub(crate) async fn bootstrap(args: BootstrapArgs, output: Output) -> Result<(),
     );
     let config = args
         .node
-        .config(!args.no_relay)
+        .config(!args.no_relay)?
         .build()
         .map_err(Failure::input)?;
     let listen = args
@@ -153,7 +154,7 @@ pub(crate) async fn listener(args: MemberArgs, output: Output) -> Result<(), Fai
     let role = Role::Listener {
         namespace: args.namespace.clone(),
     };
-    let config = args.node.config(false).build().map_err(Failure::input)?;
+    let config = args.node.config(false)?.build().map_err(Failure::input)?;
     member(&args.node, &config, &role, args.message.clone(), output).await
 }
 
@@ -163,7 +164,7 @@ pub(crate) async fn dialer(args: DialerArgs, output: Output) -> Result<(), Failu
         namespace: args.member.namespace.clone(),
     };
     let config = node
-        .config(false)
+        .config(false)?
         .discover_interval(args.discover_interval)
         .build()
         .map_err(Failure::input)?;

@@ -1,12 +1,14 @@
-//! Records follow the peers closest to them: when holders crash or a closer
-//! peer joins, the remaining holders send their records on, within the
-//! re-replication delay of noticing, long before the hourly replication.
+//! Records survive: when holders crash or a closer peer joins, the remaining
+//! holders send their records on, within the re-replication delay of
+//! noticing, long before the hourly replication; and a node restarted on
+//! its storage holds what it held and rejoins through the peers it knew.
 
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use dht_core::{
-    Config, ConfigBuilder, Role, Write,
+    Config, ConfigBuilder, PutRecordError, Role, Write,
     libp2p::{PeerId, identity::Keypair},
+    record::MemoryStorage,
     testnet::{TestNode, Testnet, xor_closest},
 };
 use dht_tests::{eventually, network, pool, run};
@@ -136,6 +138,80 @@ fn a_peer_that_joins_closer_to_a_record_than_its_holders_gets_it() {
             .clone();
         held_by_the_k_closest(net.nodes(), &key, "the newcomer holds the record").await;
         assert!(holders(&[newcomer], &key).await.len() == 1);
+        net.shutdown().await;
+    })
+}
+
+/// A node's storage outlives it: a node restarted on the same storage holds
+/// the records it held, and rejoins through the peers it kept when its
+/// bootstrap peer is gone.
+#[test]
+fn a_restarted_node_holds_its_records_and_rejoins_without_its_bootstrap() {
+    let pool = pool();
+    run(Duration::from_secs(120), "restart test", async {
+        let storage = MemoryStorage::new();
+        let kept = || config().storage(Arc::new(storage.clone()));
+        let mut net = network(&pool, 5, config).await;
+        let index = net.nodes().len();
+        net.spawn(kept(), Role::ClientHelper).await.expect("joins");
+        refresh_all(&net).await;
+        // k = 3 of 6 nodes: written until the kept node holds some.
+        let mut held = Vec::new();
+        for i in 0..12 {
+            let writer = &net.nodes()[1 + i % 4];
+            let write = Write::immutable(format!("record {i}").into_bytes());
+            let key = write.key().expect("a valid record");
+            writer.handle.put(write).await.expect("put succeeds");
+            if holders(&net.nodes()[index..], &key).await.len() == 1 {
+                held.push(key);
+            }
+        }
+        assert!(!held.is_empty(), "the kept node holds some of 12 records");
+
+        // The bootstrap goes, then the kept node stops and starts again.
+        net.nodes()[0].handle.shutdown().await;
+        let restarted = net
+            .restart(index, kept())
+            .await
+            .expect("rejoins through the peers it kept")
+            .clone();
+        for key in &held {
+            let records = restarted.handle.records().await.expect("running");
+            assert!(records.iter().any(|r| &r.key == key), "still held");
+        }
+        let table = restarted.handle.routing_table().await.expect("running");
+        assert!(table.buckets.iter().map(|b| b.entries.len()).sum::<usize>() >= 3);
+        net.shutdown().await;
+    })
+}
+
+/// A write the storage cannot keep is refused, not acknowledged: the
+/// writer's put does not count the node.
+#[test]
+fn a_node_whose_storage_fails_does_not_acknowledge_writes() {
+    let pool = pool();
+    run(Duration::from_secs(60), "failing storage test", async {
+        let storage = MemoryStorage::new();
+        let one = || Config::builder().replication_factor(1);
+        let mut net = network(&pool, 1, one).await;
+        let failing = net
+            .spawn(one().storage(Arc::new(storage.clone())), Role::ClientHelper)
+            .await
+            .expect("joins")
+            .clone();
+        storage.fail_writes(true);
+        let writer = net.nodes()[0].clone();
+        // With k = 1 and two nodes, the failing node is the only peer asked.
+        let error = writer
+            .handle
+            .put(Write::immutable(b"not kept".to_vec()))
+            .await
+            .expect_err("nobody else stored it");
+        assert!(
+            matches!(error, PutRecordError::QuorumFailed { stored: 0, .. }),
+            "{error}"
+        );
+        assert!(failing.handle.records().await.expect("running").is_empty());
         net.shutdown().await;
     })
 }

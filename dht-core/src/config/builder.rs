@@ -99,6 +99,16 @@ impl ConfigBuilder {
         self
     }
 
+    /// Keep the node's records, the registrations it holds for others and
+    /// its routing table in `storage`, and start from what it kept: a write
+    /// from a peer is acknowledged only once `storage` has it, and a node
+    /// whose bootstrap peers are gone rejoins through the peers it kept.
+    /// Default: none (everything is lost when the node stops).
+    pub fn storage(mut self, storage: std::sync::Arc<dyn crate::record::Storage>) -> Self {
+        self.config.storage = Some(storage);
+        self
+    }
+
     /// Bounds of the local record store. Defaults in [`StoreLimits`].
     pub fn store_limits(mut self, limits: StoreLimits) -> Self {
         self.config.store_limits = limits;

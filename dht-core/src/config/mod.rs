@@ -18,7 +18,7 @@
 //! assert_eq!(err.to_string(), "replication factor must not be zero");
 //! ```
 
-use std::{num::NonZeroUsize, time::Duration};
+use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
 use libp2p::{Multiaddr, PeerId, StreamProtocol, swarm};
 
@@ -28,7 +28,10 @@ mod relay;
 pub use builder::ConfigBuilder;
 pub use relay::{CIRCUIT_DIAL_TIMEOUT, DEFAULT_RELAY_RESERVATIONS, RelayLimits};
 
-use crate::{message::MessageLimits, record::StoreLimits};
+use crate::{
+    message::MessageLimits,
+    record::{Storage, StoreLimits},
+};
 
 /// The Kademlia protocol this project speaks unless told otherwise.
 ///
@@ -162,6 +165,7 @@ pub struct Config {
     pub(crate) relay_server: Option<RelayLimits>,
     pub(crate) relay_reservations: usize,
     pub(crate) message_limits: MessageLimits,
+    pub(crate) storage: Option<Arc<dyn Storage>>,
 }
 
 impl Default for Config {
@@ -213,6 +217,7 @@ impl Config {
                 relay_server: None,
                 relay_reservations: DEFAULT_RELAY_RESERVATIONS,
                 message_limits: MessageLimits::default(),
+                storage: None,
             },
             errors: Vec::new(),
         }
@@ -256,6 +261,11 @@ impl Config {
     /// Bounds on messages between linked peers.
     pub fn message_limits(&self) -> &MessageLimits {
         &self.message_limits
+    }
+
+    /// Where the node keeps its state across restarts, if anywhere.
+    pub fn storage(&self) -> Option<&Arc<dyn Storage>> {
+        self.storage.as_ref()
     }
 
     /// The limits of this node's circuit relay, if it relays for others.

@@ -269,13 +269,15 @@ impl Node {
                 is_new_peer,
                 bucket_range,
                 old_peer,
-                ..
+                addresses,
             } => {
                 if is_new_peer {
                     self.replication.on_joined(peer, now);
                 }
+                self.kept_peers.keep(peer, addresses.into_vec());
                 if let Some(evicted) = old_peer {
                     self.replication.on_gone(evicted, now);
+                    self.kept_peers.forget(&evicted);
                 }
                 self.actions.emit(Event::RoutingUpdated {
                     peer,

@@ -58,11 +58,13 @@ impl Node {
             Action::RemoveAddress { peer, address } => {
                 if behaviour.kad.remove_address(&peer, &address).is_some() {
                     self.replication.on_gone(peer, Instant::now());
+                    self.kept_peers.forget(&peer);
                 }
             }
             Action::RemovePeer { peer, reason } => {
                 if behaviour.kad.remove_peer(&peer).is_some() {
                     self.replication.on_gone(peer, Instant::now());
+                    self.kept_peers.forget(&peer);
                     tracing::debug!(%peer, %reason, "removed from the routing table");
                     self.subscribers
                         .publish(&Event::RoutingRemoved { peer, reason });
@@ -120,8 +122,10 @@ impl Node {
                         max_records: limits.max_records,
                         max_bytes: limits.max_record_bytes,
                     };
-                    kad.put_record(record, quorum)
-                        .map_err(|_| StartError::Store(full))
+                    kad.put_record(record, quorum).map_err(|_| {
+                        // What `check` could not foresee: the storage failed.
+                        StartError::Store(kad.store_mut().take_refusal().unwrap_or(full))
+                    })
                 }
                 Err(error) => Err(StartError::Store(error)),
             },

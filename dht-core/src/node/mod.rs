@@ -39,6 +39,7 @@ mod diversity;
 mod events;
 mod execute;
 mod joining;
+mod kept_peers;
 mod links;
 mod membership;
 mod messages;
@@ -76,6 +77,7 @@ use self::{
     discovery::Discovery,
     diversity::Diversity,
     joining::Joining,
+    kept_peers::KeptPeers,
     links::Links,
     membership::Membership,
     messages::Messages,
@@ -112,6 +114,7 @@ pub struct Node {
     relays: Relays,
     departures: Departures,
     replication: Replication,
+    kept_peers: KeptPeers,
     relay_server: RelayServerCounts,
     messages: Messages,
     subscribers: Subscribers,
@@ -210,7 +213,7 @@ impl Node {
             .behaviour_mut()
             .kad
             .set_mode(role.kad_mode(config.server_mode));
-        let joining = Joining::new(
+        let mut joining = Joining::new(
             &config.bootstrap_peers,
             config.reconnect_initial_delay,
             config.reconnect_max_delay,
@@ -221,6 +224,21 @@ impl Node {
             swarm.behaviour_mut().kad.add_address(&peer, address);
         }
         let mut actions = Actions::default();
+        let kept_peers = KeptPeers::new(config.storage.clone());
+        let known = kept_peers.load();
+        if !known.is_empty() {
+            tracing::info!(
+                peers = known.len(),
+                "rejoining through the kept routing table"
+            );
+            for saved in known {
+                for address in saved.addresses {
+                    swarm.behaviour_mut().kad.add_address(&saved.peer, address);
+                }
+            }
+            // Whether or not the bootstrap peers answer.
+            joining.refresh(None, &mut actions);
+        }
         let mut membership = Membership::default();
         if let Some(namespace) = role.namespace() {
             // Stored locally at once; announced again once joined.
@@ -285,6 +303,7 @@ impl Node {
             relays,
             departures: Departures::new(config.relayed_peer_check_interval, now),
             replication: Replication::new(config.rereplication_delay),
+            kept_peers,
             relay_server: RelayServerCounts::default(),
             messages: Messages::new(config.message_limits),
             subscribers: Subscribers::new(config.event_buffer),
@@ -466,6 +485,11 @@ impl Node {
                 {
                     self.on_found(found, now);
                 }
+            }
+            // Every peer asked was gone (a node rejoining through the peers
+            // it kept, all of which left): joined nobody.
+            Outcome::Refreshed if self.swarm.connected_peers().next().is_none() => {
+                self.joining.on_refresh_impossible()
             }
             Outcome::Refreshed => {
                 let size = snapshot::routing_table_size(&mut self.swarm.behaviour_mut().kad);

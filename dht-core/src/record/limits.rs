@@ -2,7 +2,7 @@
 
 use libp2p::kad::store;
 
-use super::Quota;
+use super::{Quota, storage::StorageError};
 use crate::error::{ErrorCode, RecordError};
 
 /// Why the store refused a record or a registration.
@@ -60,6 +60,9 @@ pub enum StoreError {
         /// The sequence number.
         seq: u64,
     },
+    /// The node's storage could not keep it, so it was not taken.
+    #[error("could not keep it: {0}")]
+    Storage(#[from] StorageError),
 }
 
 impl ErrorCode for StoreError {
@@ -72,6 +75,7 @@ impl ErrorCode for StoreError {
             StoreError::RegistrationsFull { .. } => "registrations-full",
             StoreError::SourceQuota { .. } => "source-quota",
             StoreError::StaleSequence { .. } | StoreError::SequenceTaken { .. } => "stale-sequence",
+            StoreError::Storage(error) => error.code(),
         }
     }
 }
@@ -83,7 +87,8 @@ impl From<StoreError> for store::Error {
             StoreError::Full { .. }
             | StoreError::SourceQuota { .. }
             | StoreError::StaleSequence { .. }
-            | StoreError::SequenceTaken { .. } => store::Error::MaxRecords,
+            | StoreError::SequenceTaken { .. }
+            | StoreError::Storage(_) => store::Error::MaxRecords,
             StoreError::ProviderKeysFull { .. }
             | StoreError::ProvidersFull { .. }
             | StoreError::RegistrationsFull { .. } => store::Error::MaxProvidedKeys,

@@ -6,6 +6,7 @@
 mod limits;
 mod quota;
 pub mod signed;
+pub mod storage;
 mod store;
 mod write;
 
@@ -15,6 +16,7 @@ pub use limits::{StoreError, StoreLimits};
 pub(crate) use quota::{Charge, Quotas};
 pub use quota::{Quota, Source, Subnet};
 pub use signed::{RecordKind, Verified, immutable_key, sign_mutable, verify};
+pub use storage::{MemoryStorage, Storage, StorageError};
 pub use store::Store;
 pub(crate) use write::Sealed;
 pub use write::Write;

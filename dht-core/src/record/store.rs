@@ -5,11 +5,15 @@
 //! key, the number of keys with provider records (namespace registrations),
 //! the providers per key and the addresses kept per provider. Expired entries
 //! are pruned before a full store refuses a new one.
+//!
+//! With a [`Storage`], every change is written through it, and a write is
+//! taken (and so acknowledged) only once the storage has it.
 
 use std::{
     borrow::Cow,
     cmp::Ordering,
     collections::{HashMap, VecDeque, hash_map},
+    sync::Arc,
 };
 
 use libp2p::{
@@ -21,6 +25,7 @@ use web_time::Instant;
 use super::{
     Charge, Quotas, Source, StoreError, StoreLimits, check_key, check_value, display_key,
     signed::{self, sequence_of},
+    storage::{SavedRecord, SavedRegistration, Storage},
 };
 use crate::{
     event::Event,
@@ -94,6 +99,11 @@ pub struct Store {
     source: Option<Source>,
     /// What became of inbound writes, for the node to report.
     outcomes: VecDeque<Event>,
+    /// Where every change is written through, if anywhere.
+    storage: Option<Arc<dyn Storage>>,
+    /// Why Kademlia's last write here was refused, for this node's own
+    /// puts (Kademlia reports every refusal as one error).
+    refusal: Option<StoreError>,
 }
 
 impl Store {
@@ -109,7 +119,44 @@ impl Store {
             provided: HashMap::new(),
             source: None,
             outcomes: VecDeque::new(),
+            storage: None,
+            refusal: None,
         }
+    }
+
+    /// A store for the node `local` holding what `storage` kept (each entry
+    /// checked again, expired ones dropped), and writing through it.
+    pub fn with_storage(local: PeerId, limits: StoreLimits, storage: Arc<dyn Storage>) -> Self {
+        let mut store = Self::new(local, limits);
+        let (mut loaded, mut dropped) = (0, 0);
+        match storage.records() {
+            Ok(records) => {
+                for record in records.into_iter().filter_map(SavedRecord::into_record) {
+                    match store.insert(record) {
+                        Ok(()) => loaded += 1,
+                        Err(_) => dropped += 1,
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, "could not read the kept records"),
+        }
+        match storage.registrations() {
+            Ok(registrations) => {
+                let live = registrations
+                    .into_iter()
+                    .filter_map(SavedRegistration::into_record);
+                for registration in live {
+                    match store.insert_provider(registration) {
+                        Ok(()) => loaded += 1,
+                        Err(_) => dropped += 1,
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, "could not read the kept registrations"),
+        }
+        tracing::info!(loaded, dropped, "store loaded from storage");
+        store.storage = Some(storage);
+        store
     }
 
     /// The limits this store enforces.
@@ -120,6 +167,11 @@ impl Store {
     /// Says who sends the writes that follow; `None` for this node's own.
     pub fn set_source(&mut self, source: Option<Source>) {
         self.source = source;
+    }
+
+    /// Why the last write Kademlia made here was refused, if it was.
+    pub(crate) fn take_refusal(&mut self) -> Option<StoreError> {
+        self.refusal.take()
     }
 
     /// The oldest report of what became of an inbound write.
@@ -137,16 +189,33 @@ impl Store {
     pub fn prune_expired(&mut self, now: Instant) {
         self.prune_records(now);
         let quotas = &mut self.quotas;
-        self.providers.retain(|_, list| {
+        let mut expired = Vec::new();
+        self.providers.retain(|key, list| {
             list.retain(|p| {
                 let live = !p.record.is_expired(now);
-                if !live && let Some(source) = &p.source {
-                    quotas.refund(source, Charge::Registration);
+                if !live {
+                    if let Some(source) = &p.source {
+                        quotas.refund(source, Charge::Registration);
+                    }
+                    expired.push((key.clone(), p.record.provider));
                 }
                 live
             });
             !list.is_empty()
         });
+        for (key, provider) in expired {
+            self.forget_registration(&key, &provider);
+        }
+    }
+
+    /// Removes `provider`'s registration under `key` from the storage.
+    fn forget_registration(&self, key: &RecordKey, provider: &PeerId) {
+        if let Some(storage) = &self.storage
+            && *provider != self.local
+            && let Err(error) = storage.remove_registration(key.as_ref(), provider)
+        {
+            tracing::warn!(%error, %provider, "could not forget a kept registration");
+        }
     }
 
     /// Keys that hold provider records, with their providers that are still
@@ -192,10 +261,23 @@ impl Store {
                 if let Some(held) = self.records.get_mut(&record.key) {
                     // A copy of what is held may only make it live longer:
                     // whoever replays it cannot shorten its life.
-                    held.record.expires = later(held.record.expires, record.expires);
+                    let expires = later(held.record.expires, record.expires);
+                    if expires != held.record.expires
+                        && let Some(storage) = &self.storage
+                    {
+                        let longer = Record {
+                            expires,
+                            ..held.record.clone()
+                        };
+                        storage.save_record(&SavedRecord::of(&longer))?;
+                    }
+                    held.record.expires = expires;
                 }
             }
             Admission::New => {
+                if let Some(storage) = &self.storage {
+                    storage.save_record(&SavedRecord::of(&record))?;
+                }
                 self.remove_record(&record.key);
                 let held = Held {
                     record,
@@ -292,7 +374,17 @@ impl Store {
             .map(|(key, _)| key.clone())
             .collect();
         for key in expired {
-            self.remove_record(&key);
+            self.forget_record(&key);
+        }
+    }
+
+    /// Removes the record under `key` here and from the storage.
+    fn forget_record(&mut self, key: &RecordKey) {
+        self.remove_record(key);
+        if let Some(storage) = &self.storage
+            && let Err(error) = storage.remove_record(key.as_ref())
+        {
+            tracing::warn!(%error, key = %display_key(key.as_ref()), "could not forget a kept record");
         }
     }
 
@@ -359,7 +451,11 @@ impl Store {
             self.quotas.check(source, Charge::Registration, None)?;
         }
         if record.provider == self.local {
+            // Not kept: the role registers again at start, and a kept one
+            // would be republished after a restart that dropped it.
             self.provided.insert(key.clone(), record.clone());
+        } else if let Some(storage) = &self.storage {
+            storage.save_registration(&SavedRegistration::of(&record))?;
         }
         let list = self.providers.entry(key).or_default();
         match list
@@ -381,6 +477,7 @@ impl Store {
     fn put_inbound(&mut self, record: Record) -> Result<(), StoreError> {
         let key = record.key.to_vec();
         let result = self.insert(record);
+        self.refusal = result.as_ref().err().cloned();
         if let Some(source) = self.source {
             let from = source.peer;
             self.report(match &result {
@@ -449,7 +546,7 @@ impl store::RecordStore for Store {
     }
 
     fn remove(&mut self, key: &RecordKey) {
-        self.remove_record(key);
+        self.forget_record(key);
     }
 
     fn records(&self) -> Self::RecordsIter<'_> {
@@ -488,6 +585,7 @@ impl store::RecordStore for Store {
         if provider == &self.local {
             self.provided.remove(key);
         }
+        self.forget_registration(key, provider);
     }
 }
 

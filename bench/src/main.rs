@@ -9,6 +9,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod capacity;
+mod churn;
 mod holders;
 mod hops;
 mod net;
@@ -66,6 +67,16 @@ struct Args {
     #[arg(long, default_value_t = 16)]
     relayed_holders: usize,
 
+    /// Nodes of the network in which a third crash, then another third
+    /// (in process, memory transport, k = 4, with re-replication on and
+    /// off); 0 to skip.
+    #[arg(long, default_value_t = 48)]
+    churn: usize,
+
+    /// Records the churn network holds.
+    #[arg(long, default_value_t = 200)]
+    churn_records: usize,
+
     /// Put/get rounds per network, from random nodes (and the probe's
     /// rounds at the bootstrap in the capacity run).
     #[arg(long, default_value_t = 200)]
@@ -102,6 +113,12 @@ struct Args {
     #[arg(long)]
     bootstrap_interval: Option<u64>,
 
+    /// Give every node of the in-process runs a store on disk (redb in a
+    /// temporary directory, as `native-node --data-dir`), to see what an
+    /// fsync per acknowledged write costs puts.
+    #[arg(long)]
+    disk_storage: bool,
+
     /// Stop a measurement whose process grows past this many MiB of
     /// resident memory (default: 85 % of the machine's memory), so a network
     /// too large for the machine fails as a result, not as an OOM kill of
@@ -128,7 +145,8 @@ struct Args {
 
     /// A small run that finishes in a minute or two (for CI): N=16, 20
     /// rounds, TCP only, 16 processes, 50 light clients, 20 relayed ones,
-    /// 8 nodes of each kind for the reads by holder kind.
+    /// 8 nodes of each kind for the reads by holder kind, no crashes (two
+    /// minutes of waiting for repairs).
     #[arg(long)]
     quick: bool,
 }
@@ -143,6 +161,7 @@ fn main() -> anyhow::Result<()> {
         args.capacity = 50;
         args.relay_clients = vec![20];
         args.relayed_holders = args.relayed_holders.min(8);
+        args.churn = 0;
         args.rounds = 20;
         args.time_limit = args.time_limit.min(300);
     }
@@ -178,6 +197,7 @@ async fn run_one(args: &Args, what: &str) -> anyhow::Result<serde_json::Value> {
                     net::Overrides {
                         idle_timeout: args.idle_timeout,
                         bootstrap_interval: args.bootstrap_interval,
+                        disk_storage: args.disk_storage,
                     },
                     Duration::from_secs(args.rest_seconds),
                 )
@@ -194,6 +214,9 @@ async fn run_one(args: &Args, what: &str) -> anyhow::Result<serde_json::Value> {
             serde_json::to_value(capacity::measure(&binary, size, args.rounds, limit, true).await?)?
         }
         "holders" => serde_json::to_value(holders::measure(size, args.rounds, limit).await?)?,
+        "churn" => {
+            serde_json::to_value(churn::measure(size, args.churn_records, limit, args.seed).await?)?
+        }
         other => anyhow::bail!("unknown measurement {other:?}"),
     };
     Ok(value)
@@ -235,6 +258,7 @@ async fn in_child(args: &Args, what: &str) -> anyhow::Result<serde_json::Value> 
             &args.seed.to_string(),
         ])
         .args(["--time-limit", &args.time_limit.to_string()])
+        .args(["--churn-records", &args.churn_records.to_string()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .kill_on_drop(true);
@@ -245,6 +269,9 @@ async fn in_child(args: &Args, what: &str) -> anyhow::Result<serde_json::Value> 
         command.args(["--bootstrap-interval", &secs.to_string()]);
     }
     command.args(["--rest-seconds", &args.rest_seconds.to_string()]);
+    if args.disk_storage {
+        command.arg("--disk-storage");
+    }
     if let Some(binary) = &args.native_node {
         command.arg("--native-node").arg(binary);
     }
@@ -331,6 +358,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             measured(&args, &what, label, &mut failed).await
         }
     };
+    let churn_run: Option<churn::Churn> = match args.churn {
+        0 => None,
+        n => {
+            let what = format!("churn:{n}");
+            let label = " (records through crashes of a third, then another third)";
+            measured(&args, &what, label, &mut failed).await
+        }
+    };
 
     print_table(&runs);
     if let Some(c) = &capacity {
@@ -400,6 +435,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
+    if let Some(c) = &churn_run {
+        churn::print(c);
+    }
+
     let date = stats::utc_now();
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
@@ -421,6 +460,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "capacity": capacity,
         "relay": relay_runs,
         "holders": holder_run,
+        "churn": churn_run,
     });
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

@@ -255,6 +255,46 @@ pub(crate) struct Overrides {
     pub(crate) idle_timeout: Option<u64>,
     /// Routing-table refresh interval, in seconds (0: only on joining).
     pub(crate) bootstrap_interval: Option<u64>,
+    /// Every node keeps its state on disk, as with `--data-dir`.
+    pub(crate) disk_storage: bool,
+}
+
+/// One on-disk store per node of a run, in a temporary directory removed
+/// when this is dropped.
+struct DiskStores {
+    dir: std::path::PathBuf,
+    unused: std::sync::Mutex<Vec<Arc<native_node::storage::DiskStorage>>>,
+}
+
+impl DiskStores {
+    fn open(count: usize, size: usize) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("dht-bench-{}-{size}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let stores = (0..count)
+            .map(|i| native_node::storage::DiskStorage::open_dir(&dir.join(i.to_string())))
+            .map(|store| store.map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()
+            .context("opening the nodes' stores")?;
+        Ok(Self {
+            dir,
+            unused: std::sync::Mutex::new(stores),
+        })
+    }
+
+    /// `builder` with the next store, if one is left.
+    fn give(&self, builder: ConfigBuilder) -> ConfigBuilder {
+        let next = self.unused.lock().ok().and_then(|mut stores| stores.pop());
+        match next {
+            Some(store) => builder.storage(store),
+            None => builder,
+        }
+    }
+}
+
+impl Drop for DiskStores {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Overrides {
@@ -282,7 +322,17 @@ pub(crate) async fn measure(
 ) -> anyhow::Result<Measurement> {
     let deadline = Instant::now() + time_limit;
     let mut rng = Rng::new(seed ^ size as u64);
-    let config = move || overrides.builder();
+    let stores = match overrides.disk_storage {
+        true => Some(DiskStores::open(size, size)?),
+        false => None,
+    };
+    let config = || {
+        let builder = overrides.builder();
+        match &stores {
+            Some(stores) => stores.give(builder),
+            None => builder,
+        }
+    };
     let k = Config::default().replication_factor().get();
     let baseline_rss = stats::rss();
     let started = Instant::now();

@@ -120,6 +120,8 @@ impl Behaviour {
             .set_periodic_bootstrap_interval(config.bootstrap_interval);
         let limits = config.store_limits.clone();
         let store = match &config.storage {
+            // Unreachable in the browser, whose storage handle has no values.
+            #[cfg_attr(target_arch = "wasm32", allow(unreachable_code))]
             Some(storage) => Store::with_storage(local_peer_id, limits, storage.clone()),
             None => Store::new(local_peer_id, limits),
         };

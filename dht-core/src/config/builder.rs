@@ -103,7 +103,9 @@ impl ConfigBuilder {
     /// its routing table in `storage`, and start from what it kept: a write
     /// from a peer is acknowledged only once `storage` has it, and a node
     /// whose bootstrap peers are gone rejoins through the peers it kept.
-    /// Default: none (everything is lost when the node stops).
+    /// Default: none (everything is lost when the node stops). Not in the
+    /// browser, where tabs keep nothing.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn storage(mut self, storage: std::sync::Arc<dyn crate::record::Storage>) -> Self {
         self.config.storage = Some(storage);
         self

@@ -18,7 +18,7 @@
 //! assert_eq!(err.to_string(), "replication factor must not be zero");
 //! ```
 
-use std::{num::NonZeroUsize, sync::Arc, time::Duration};
+use std::{num::NonZeroUsize, time::Duration};
 
 use libp2p::{Multiaddr, PeerId, StreamProtocol, swarm};
 
@@ -30,7 +30,7 @@ pub use relay::{CIRCUIT_DIAL_TIMEOUT, DEFAULT_RELAY_RESERVATIONS, RelayLimits};
 
 use crate::{
     message::MessageLimits,
-    record::{Storage, StoreLimits},
+    record::{StoreLimits, storage::StorageHandle},
 };
 
 /// The Kademlia protocol this project speaks unless told otherwise.
@@ -165,7 +165,7 @@ pub struct Config {
     pub(crate) relay_server: Option<RelayLimits>,
     pub(crate) relay_reservations: usize,
     pub(crate) message_limits: MessageLimits,
-    pub(crate) storage: Option<Arc<dyn Storage>>,
+    pub(crate) storage: Option<StorageHandle>,
 }
 
 impl Default for Config {
@@ -233,6 +233,12 @@ impl Config {
         self.replication_factor
     }
 
+    /// How long after the closest peers of its records change a node sends
+    /// them on (`None`: only at the periodic replication).
+    pub fn rereplication_delay(&self) -> Option<Duration> {
+        self.rereplication_delay
+    }
+
     /// Bounds of the local record store.
     pub fn store_limits(&self) -> &StoreLimits {
         &self.store_limits
@@ -264,7 +270,7 @@ impl Config {
     }
 
     /// Where the node keeps its state across restarts, if anywhere.
-    pub fn storage(&self) -> Option<&Arc<dyn Storage>> {
+    pub fn storage(&self) -> Option<&StorageHandle> {
         self.storage.as_ref()
     }
 

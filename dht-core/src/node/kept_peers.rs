@@ -3,19 +3,20 @@
 //! peers it knew. Failures are logged and otherwise ignored: a peer not kept
 //! costs a restarted node one contact, never a record.
 
-use std::sync::Arc;
-
 use libp2p::{Multiaddr, PeerId};
 
-use crate::record::{Storage, storage::SavedPeer};
+// The browser's storage handle needs the trait for its (never made) calls.
+#[cfg_attr(not(target_arch = "wasm32"), allow(unused_imports))]
+use crate::record::Storage;
+use crate::record::storage::{SavedPeer, StorageHandle};
 
 /// Writes routing-table changes through to the storage.
 #[derive(Debug, Default)]
-pub(crate) struct KeptPeers(Option<Arc<dyn Storage>>);
+pub(crate) struct KeptPeers(Option<StorageHandle>);
 
 impl KeptPeers {
     /// Keeps peers in `storage`, or nowhere.
-    pub(crate) fn new(storage: Option<Arc<dyn Storage>>) -> Self {
+    pub(crate) fn new(storage: Option<StorageHandle>) -> Self {
         Self(storage)
     }
 

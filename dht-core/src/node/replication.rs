@@ -28,7 +28,7 @@
 //! at each record held (at most [`crate::record::StoreLimits::max_records`])
 //! and sends each record at most once, to at most `k` peers.
 
-use std::{collections::HashSet, time::Duration};
+use std::time::Duration;
 
 use libp2p::{
     PeerId,
@@ -45,14 +45,43 @@ use crate::record::Store;
 /// Joined peers, and as many gone peers, one pass takes into account.
 pub(crate) const MAX_CHANGES: usize = 128;
 
+/// A set of at most [`MAX_CHANGES`] peers. A vector: small enough to scan,
+/// and no hash-set code of its own in the browser build.
+#[derive(Debug, Default)]
+struct Peers(Vec<PeerId>);
+
+impl Peers {
+    /// Adds `peer` unless it is in or the set is full.
+    fn insert(&mut self, peer: PeerId) {
+        if self.0.len() < MAX_CHANGES && !self.contains(&peer) {
+            self.0.push(peer);
+        }
+    }
+
+    /// Removes `peer`; whether it was in.
+    fn remove(&mut self, peer: &PeerId) -> bool {
+        let before = self.0.len();
+        self.0.retain(|p| p != peer);
+        self.0.len() < before
+    }
+
+    fn contains(&self, peer: &PeerId) -> bool {
+        self.0.contains(peer)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// Changes to the routing table since the last pass.
 #[derive(Debug)]
 pub(crate) struct Replication {
     /// How long changes are gathered; `None`: records are not re-replicated
     /// on changes.
     delay: Option<Duration>,
-    joined: HashSet<PeerId>,
-    gone: HashSet<PeerId>,
+    joined: Peers,
+    gone: Peers,
     /// When the pass for the changes gathered so far is due.
     due: Option<Instant>,
 }
@@ -63,8 +92,8 @@ impl Replication {
     pub(crate) fn new(delay: Option<Duration>) -> Self {
         Self {
             delay,
-            joined: HashSet::new(),
-            gone: HashSet::new(),
+            joined: Peers::default(),
+            gone: Peers::default(),
             due: None,
         }
     }
@@ -72,10 +101,8 @@ impl Replication {
     /// `peer` entered the routing table.
     pub(crate) fn on_joined(&mut self, peer: PeerId, now: Instant) {
         self.gone.remove(&peer);
-        if self.joined.len() < MAX_CHANGES {
-            self.joined.insert(peer);
-            self.schedule(now);
-        }
+        self.joined.insert(peer);
+        self.schedule(now);
     }
 
     /// `peer` left the routing table, or is in it but could not be reached.
@@ -85,10 +112,8 @@ impl Replication {
         if self.joined.remove(&peer) {
             return;
         }
-        if self.gone.len() < MAX_CHANGES {
-            self.gone.insert(peer);
-            self.schedule(now);
-        }
+        self.gone.insert(peer);
+        self.schedule(now);
     }
 
     /// A connection to `peer` opened: whatever made it look gone is over.
@@ -123,8 +148,8 @@ impl Replication {
 /// The changes one pass acts on.
 #[derive(Debug)]
 pub(crate) struct Changes {
-    joined: HashSet<PeerId>,
-    gone: HashSet<PeerId>,
+    joined: Peers,
+    gone: Peers,
 }
 
 impl Changes {
@@ -169,7 +194,7 @@ impl Changes {
         let mut before: Vec<PeerId> = closest
             .iter()
             .filter(|peer| !self.joined.contains(peer))
-            .chain(self.gone.iter().filter(|peer| !closest.contains(peer)))
+            .chain(self.gone.0.iter().filter(|peer| !closest.contains(peer)))
             .copied()
             .collect();
         k_closest(&mut before);

@@ -101,6 +101,53 @@ pub trait Storage: fmt::Debug + Send + Sync {
     fn remove_peer(&self, peer: &PeerId) -> Result<(), StorageError>;
 }
 
+/// What a node holds its storage by. In the browser, where tabs keep
+/// nothing, a type without values, so that the module carries no storage
+/// code.
+#[cfg(not(target_arch = "wasm32"))]
+pub type StorageHandle = Arc<dyn Storage>;
+/// What a node holds its storage by. In the browser, where tabs keep
+/// nothing, a type without values, so that the module carries no storage
+/// code.
+#[cfg(target_arch = "wasm32")]
+pub type StorageHandle = NoStorage;
+
+/// No storage: the browser's [`StorageHandle`], of which there is no value.
+#[cfg(target_arch = "wasm32")]
+#[derive(Clone, Debug)]
+pub enum NoStorage {}
+
+#[cfg(target_arch = "wasm32")]
+impl Storage for NoStorage {
+    fn records(&self) -> Result<Vec<SavedRecord>, StorageError> {
+        match *self {}
+    }
+    fn registrations(&self) -> Result<Vec<SavedRegistration>, StorageError> {
+        match *self {}
+    }
+    fn peers(&self) -> Result<Vec<SavedPeer>, StorageError> {
+        match *self {}
+    }
+    fn save_record(&self, _: &SavedRecord) -> Result<(), StorageError> {
+        match *self {}
+    }
+    fn remove_record(&self, _: &[u8]) -> Result<(), StorageError> {
+        match *self {}
+    }
+    fn save_registration(&self, _: &SavedRegistration) -> Result<(), StorageError> {
+        match *self {}
+    }
+    fn remove_registration(&self, _: &[u8], _: &PeerId) -> Result<(), StorageError> {
+        match *self {}
+    }
+    fn save_peer(&self, _: &SavedPeer) -> Result<(), StorageError> {
+        match *self {}
+    }
+    fn remove_peer(&self, _: &PeerId) -> Result<(), StorageError> {
+        match *self {}
+    }
+}
+
 /// A record's expiry as a wall-clock time.
 pub(crate) fn wall_clock(expires: Option<Instant>) -> Option<SystemTime> {
     let (now, wall) = (Instant::now(), SystemTime::now());

@@ -13,7 +13,6 @@ use std::{
     borrow::Cow,
     cmp::Ordering,
     collections::{HashMap, VecDeque, hash_map},
-    sync::Arc,
 };
 
 use libp2p::{
@@ -22,10 +21,13 @@ use libp2p::{
 };
 use web_time::Instant;
 
+// The browser's storage handle needs the trait for its (never made) calls.
+#[cfg_attr(not(target_arch = "wasm32"), allow(unused_imports))]
+use super::storage::Storage;
 use super::{
     Charge, Quotas, Source, StoreError, StoreLimits, check_key, check_value, display_key,
     signed::{self, sequence_of},
-    storage::{SavedRecord, SavedRegistration, Storage},
+    storage::{SavedRecord, SavedRegistration, StorageHandle},
 };
 use crate::{
     event::Event,
@@ -100,7 +102,7 @@ pub struct Store {
     /// What became of inbound writes, for the node to report.
     outcomes: VecDeque<Event>,
     /// Where every change is written through, if anywhere.
-    storage: Option<Arc<dyn Storage>>,
+    storage: Option<StorageHandle>,
     /// Why Kademlia's last write here was refused, for this node's own
     /// puts (Kademlia reports every refusal as one error).
     refusal: Option<StoreError>,
@@ -126,7 +128,7 @@ impl Store {
 
     /// A store for the node `local` holding what `storage` kept (each entry
     /// checked again, expired ones dropped), and writing through it.
-    pub fn with_storage(local: PeerId, limits: StoreLimits, storage: Arc<dyn Storage>) -> Self {
+    pub fn with_storage(local: PeerId, limits: StoreLimits, storage: StorageHandle) -> Self {
         let mut store = Self::new(local, limits);
         let (mut loaded, mut dropped) = (0, 0);
         match storage.records() {

@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use libp2p::{identity::Keypair, kad::store::RecordStore};
 
-use super::super::storage::MemoryStorage;
-
 use super::*;
 use crate::{
     error::{ErrorCode, RecordError},
@@ -403,94 +401,102 @@ fn expired_records_give_their_share_back() {
     ));
 }
 
-fn kept_store(storage: &MemoryStorage, local: PeerId) -> Store {
-    Store::with_storage(local, small_limits(), Arc::new(storage.clone()))
-}
+/// A store that writes through a storage (none in the browser).
+#[cfg(not(target_arch = "wasm32"))]
+mod kept {
+    use std::sync::Arc;
 
-#[test]
-fn what_the_store_takes_is_kept_and_held_again_after_a_restart() {
-    let storage = MemoryStorage::new();
-    let (local, owner, other) = (
-        PeerId::random(),
-        Keypair::generate_ed25519(),
-        PeerId::random(),
-    );
-    let in_an_hour = Some(Instant::now() + Duration::from_secs(3600));
-    let mut store = kept_store(&storage, local);
-    store.insert(immutable("kept", in_an_hour)).unwrap();
-    let mut published = mutable(&owner, "mine", 1, "v1", in_an_hour);
-    published.publisher = Some(local);
-    store.insert(published.clone()).unwrap();
-    store
-        .insert_provider(provider("ns", other, in_an_hour))
-        .unwrap();
-    // This node's own registration is made again by its role, not kept.
-    store
-        .insert_provider(provider("ns", local, in_an_hour))
-        .unwrap();
-    drop(store);
+    use super::{super::super::storage::MemoryStorage, *};
 
-    let restarted = kept_store(&storage, local);
-    assert_eq!(restarted.record_count(), 2);
-    let held = restarted.get(&published.key).expect("held again");
-    assert_eq!(held.publisher, Some(local), "republished by this node");
-    assert_eq!(held.value, published.value);
-    let providers = restarted.providers(&RecordKey::new(&"ns"));
-    assert_eq!(providers.len(), 1);
-    assert_eq!(providers[0].provider, other);
-    assert_eq!(restarted.provided().count(), 0);
-}
+    fn kept_store(storage: &MemoryStorage, local: PeerId) -> Store {
+        Store::with_storage(local, small_limits(), Arc::new(storage.clone()))
+    }
 
-#[test]
-fn a_write_the_storage_cannot_keep_is_refused_and_not_held() {
-    let storage = MemoryStorage::new();
-    let mut store = kept_store(&storage, PeerId::random());
-    storage.fail_writes(true);
-    let error = store.insert(immutable("lost", None)).unwrap_err();
-    assert!(matches!(error, StoreError::Storage(_)));
-    assert_eq!(error.code(), "storage-failed");
-    assert_eq!(store.record_count(), 0);
-    let registration = provider("ns", PeerId::random(), None);
-    assert!(store.insert_provider(registration).is_err());
-    assert_eq!(store.provider_record_count(), 0);
-    // What Kademlia wrote and was refused is told to the node's own put.
-    assert!(store.put(immutable("also lost", None)).is_err());
-    assert!(matches!(store.take_refusal(), Some(StoreError::Storage(_))));
+    #[test]
+    fn what_the_store_takes_is_kept_and_held_again_after_a_restart() {
+        let storage = MemoryStorage::new();
+        let (local, owner, other) = (
+            PeerId::random(),
+            Keypair::generate_ed25519(),
+            PeerId::random(),
+        );
+        let in_an_hour = Some(Instant::now() + Duration::from_secs(3600));
+        let mut store = kept_store(&storage, local);
+        store.insert(immutable("kept", in_an_hour)).unwrap();
+        let mut published = mutable(&owner, "mine", 1, "v1", in_an_hour);
+        published.publisher = Some(local);
+        store.insert(published.clone()).unwrap();
+        store
+            .insert_provider(provider("ns", other, in_an_hour))
+            .unwrap();
+        // This node's own registration is made again by its role, not kept.
+        store
+            .insert_provider(provider("ns", local, in_an_hour))
+            .unwrap();
+        drop(store);
 
-    storage.fail_writes(false);
-    store.insert(immutable("kept", None)).unwrap();
-    assert_eq!(storage.records().unwrap().len(), 1);
-}
+        let restarted = kept_store(&storage, local);
+        assert_eq!(restarted.record_count(), 2);
+        let held = restarted.get(&published.key).expect("held again");
+        assert_eq!(held.publisher, Some(local), "republished by this node");
+        assert_eq!(held.value, published.value);
+        let providers = restarted.providers(&RecordKey::new(&"ns"));
+        assert_eq!(providers.len(), 1);
+        assert_eq!(providers[0].provider, other);
+        assert_eq!(restarted.provided().count(), 0);
+    }
 
-#[test]
-fn forged_and_expired_entries_are_not_held_again() {
-    let storage = MemoryStorage::new();
-    let owner = Keypair::generate_ed25519();
-    let mut forged = SavedRecord::of(&mutable(&owner, "name", 1, "v1", None));
-    forged.value[20] ^= 1;
-    storage.save_record(&forged).unwrap();
-    let mut expired = SavedRecord::of(&immutable("old", None));
-    expired.expires = Some(web_time::SystemTime::now() - Duration::from_secs(1));
-    storage.save_record(&expired).unwrap();
-    storage
-        .save_record(&SavedRecord::of(&immutable("good", None)))
-        .unwrap();
-    let store = kept_store(&storage, PeerId::random());
-    assert_eq!(store.record_count(), 1);
-}
+    #[test]
+    fn a_write_the_storage_cannot_keep_is_refused_and_not_held() {
+        let storage = MemoryStorage::new();
+        let mut store = kept_store(&storage, PeerId::random());
+        storage.fail_writes(true);
+        let error = store.insert(immutable("lost", None)).unwrap_err();
+        assert!(matches!(error, StoreError::Storage(_)));
+        assert_eq!(error.code(), "storage-failed");
+        assert_eq!(store.record_count(), 0);
+        let registration = provider("ns", PeerId::random(), None);
+        assert!(store.insert_provider(registration).is_err());
+        assert_eq!(store.provider_record_count(), 0);
+        // What Kademlia wrote and was refused is told to the node's own put.
+        assert!(store.put(immutable("also lost", None)).is_err());
+        assert!(matches!(store.take_refusal(), Some(StoreError::Storage(_))));
 
-#[test]
-fn expired_and_removed_entries_leave_the_storage() {
-    let storage = MemoryStorage::new();
-    let soon = Some(Instant::now() + Duration::from_millis(10));
-    let mut store = kept_store(&storage, PeerId::random());
-    let record = immutable("short", soon);
-    store.insert(record.clone()).unwrap();
-    store.insert(immutable("removed", None)).unwrap();
-    let other = PeerId::random();
-    store.insert_provider(provider("ns", other, soon)).unwrap();
-    store.remove(&immutable("removed", None).key);
-    store.prune_expired(Instant::now() + Duration::from_secs(1));
-    assert!(storage.records().unwrap().is_empty());
-    assert!(storage.registrations().unwrap().is_empty());
+        storage.fail_writes(false);
+        store.insert(immutable("kept", None)).unwrap();
+        assert_eq!(storage.records().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn forged_and_expired_entries_are_not_held_again() {
+        let storage = MemoryStorage::new();
+        let owner = Keypair::generate_ed25519();
+        let mut forged = SavedRecord::of(&mutable(&owner, "name", 1, "v1", None));
+        forged.value[20] ^= 1;
+        storage.save_record(&forged).unwrap();
+        let mut expired = SavedRecord::of(&immutable("old", None));
+        expired.expires = Some(web_time::SystemTime::now() - Duration::from_secs(1));
+        storage.save_record(&expired).unwrap();
+        storage
+            .save_record(&SavedRecord::of(&immutable("good", None)))
+            .unwrap();
+        let store = kept_store(&storage, PeerId::random());
+        assert_eq!(store.record_count(), 1);
+    }
+
+    #[test]
+    fn expired_and_removed_entries_leave_the_storage() {
+        let storage = MemoryStorage::new();
+        let soon = Some(Instant::now() + Duration::from_millis(10));
+        let mut store = kept_store(&storage, PeerId::random());
+        let record = immutable("short", soon);
+        store.insert(record.clone()).unwrap();
+        store.insert(immutable("removed", None)).unwrap();
+        let other = PeerId::random();
+        store.insert_provider(provider("ns", other, soon)).unwrap();
+        store.remove(&immutable("removed", None).key);
+        store.prune_expired(Instant::now() + Duration::from_secs(1));
+        assert!(storage.records().unwrap().is_empty());
+        assert!(storage.registrations().unwrap().is_empty());
+    }
 }

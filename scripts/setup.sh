@@ -47,6 +47,8 @@ setup_test() {
   local packages=()
   [ -x /usr/bin/chromium ] || packages+=(chromium)
   [ -x /usr/bin/chromedriver ] || packages+=(chromium-driver)
+  # `ip` for the network-namespace testbed (tests/src/netns.rs).
+  have ip || packages+=(iproute2)
   have node || packages+=(nodejs)
   have npm || packages+=(npm)
   if [ "${#packages[@]}" -gt 0 ]; then apt_install "${packages[@]}"; fi

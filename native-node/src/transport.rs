@@ -15,6 +15,13 @@ use libp2p_webrtc::{self as webrtc, tokio::Certificate};
 /// How long a QUIC handshake may take before the dial counts as failed.
 pub const QUIC_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a TCP dial may take, connection and noise and yamux handshakes
+/// together. Without it a dial to an address whose packets are dropped (a
+/// peer behind a partition or a firewall) waits for the kernel's SYN
+/// retries, about two minutes, and every lookup that meets such a peer
+/// waits with it. Four round trips fit in it on any link.
+pub const TCP_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A transport that could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set up {what}")]
@@ -53,12 +60,6 @@ pub async fn swarm(
     let (relay_transport, relay_behaviour) = relay::client::new(keypair.public().to_peer_id());
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(failed("TCP"))?
         .with_quic_config(|mut quic| {
             // A dial to a dead peer's UDP port gets no answer at all; give up
             // after 2 s instead of 5 s so lookups do not stall on it. A
@@ -71,6 +72,17 @@ pub async fn swarm(
         // whose dialer takes a circuit address through a WebRTC relay
         // address for its own, reaches the relay and fails the whole dial
         // with the relay's peer id.
+        .with_other_transport(|key| {
+            // By hand rather than `with_tcp`, for its dial timeout.
+            Ok::<_, Box<dyn Error + Send + Sync>>(
+                tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                    .upgrade(Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default())
+                    .outbound_timeout(TCP_DIAL_TIMEOUT),
+            )
+        })
+        .map_err(failed("TCP"))?
         .with_other_transport(|key| {
             Ok::<_, Box<dyn Error + Send + Sync>>(
                 relay_transport

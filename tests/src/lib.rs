@@ -1,6 +1,6 @@
 //! Helpers shared by the workspace integration tests: a runtime-free executor,
-//! timeouts that fail with a message instead of hanging, and the
-//! `native-node` binary for process tests.
+//! timeouts that fail with a message instead of hanging, the `native-node`
+//! binary for process tests, and hosts in network namespaces ([`netns`]).
 
 use std::{future::Future, path::PathBuf, time::Duration};
 
@@ -11,6 +11,7 @@ use futures::{
 };
 use futures_timer::Delay;
 
+pub mod netns;
 pub mod process;
 
 /// A `futures` thread pool: the executor of in-process tests. One thread per

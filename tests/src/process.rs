@@ -15,6 +15,8 @@ use std::{
 
 use serde_json::Value;
 
+use crate::netns::Testbed;
+
 /// The `native-node` binary built alongside the tests.
 pub fn native_node() -> PathBuf {
     let path = crate::target_dir().join(format!("native-node{}", std::env::consts::EXE_SUFFIX));
@@ -39,7 +41,16 @@ impl NodeProcess {
     /// Starts `native-node --json ARGS`. The environment is cleared of
     /// `DHT_BOOTSTRAP` so the test says everything the node knows.
     pub fn start(name: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(native_node())
+        Self::spawn(name, Command::new(native_node()), args)
+    }
+
+    /// Starts `native-node --json ARGS` on host `host` of `bed`.
+    pub fn start_in(bed: &Testbed, host: usize, name: &str, args: &[&str]) -> Self {
+        Self::spawn(name, bed.command(host, native_node()), args)
+    }
+
+    fn spawn(name: &str, mut command: Command, args: &[&str]) -> Self {
+        let mut child = command
             .arg("--json")
             .args(args)
             .env_remove("DHT_BOOTSTRAP")
@@ -258,7 +269,16 @@ pub fn error_code(stdout: &str) -> Option<String> {
 /// Runs `native-node ARGS` to completion and returns its status, stdout and
 /// stderr.
 pub fn run_once(args: &[&str]) -> (ExitStatus, String, String) {
-    let output = Command::new(native_node())
+    run_once_with(Command::new(native_node()), args)
+}
+
+/// [`run_once`] on host `host` of `bed`.
+pub fn run_once_in(bed: &Testbed, host: usize, args: &[&str]) -> (ExitStatus, String, String) {
+    run_once_with(bed.command(host, native_node()), args)
+}
+
+fn run_once_with(mut command: Command, args: &[&str]) -> (ExitStatus, String, String) {
+    let output = command
         .args(args)
         .env_remove("DHT_BOOTSTRAP")
         .stdin(Stdio::null())

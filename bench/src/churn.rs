@@ -5,7 +5,8 @@
 //! (the default, 10 s after a change) and off (only libp2p's hourly
 //! replication, which does not come within the run): how many records lost
 //! every holder, how many holders the others kept, and how many reads
-//! succeed at the end.
+//! succeed at the end. Then steady churn on a fresh network: one node
+//! replaced by a new one every few seconds for two minutes.
 //!
 //! A holder notices a crash when its connection to the crashed node breaks
 //! or a dial of it fails; holders rarely hold connections to each other, so
@@ -18,7 +19,7 @@ use std::{collections::HashSet, time::Duration};
 
 use anyhow::{Context, bail};
 use dht_core::{
-    Config, NodeHandle, Role, Write,
+    Config, ConfigBuilder, NodeHandle, Role, Write,
     testnet::{TestNode, Testnet},
 };
 use futures::future::join_all;
@@ -36,6 +37,12 @@ const REFRESH: Duration = Duration::from_secs(10);
 /// before they are counted: a refresh, the default re-replication delay
 /// (10 s), with room to spare.
 const SETTLE: Duration = Duration::from_secs(30);
+
+/// Steady churn: one node replaced this often, for this long, the records
+/// counted this often.
+const STEADY_EVERY: Duration = Duration::from_secs(4);
+const STEADY_FOR: Duration = Duration::from_secs(120);
+const STEADY_SAMPLE: Duration = Duration::from_secs(20);
 
 /// What one crash left.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -66,6 +73,19 @@ pub(crate) struct ChurnRun {
     pub(crate) reads_ok: usize,
 }
 
+/// Steady churn: re-replication on or off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SteadyRun {
+    pub(crate) rereplication: bool,
+    /// Nodes replaced.
+    pub(crate) replaced: usize,
+    /// Seconds since the churn began, and how the records stood then.
+    pub(crate) samples: Vec<(u64, AfterCrash)>,
+    /// Reads of every record by a live node at the end that succeeded.
+    pub(crate) reads_ok: usize,
+}
+
 /// What the measurement found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -74,6 +94,7 @@ pub(crate) struct Churn {
     pub(crate) records: usize,
     pub(crate) k: usize,
     pub(crate) runs: Vec<ChurnRun>,
+    pub(crate) steady: Vec<SteadyRun>,
 }
 
 /// Runs the crashes on `nodes` nodes holding `records` records, with
@@ -88,35 +109,46 @@ pub(crate) async fn measure(
         bail!("need at least 6 nodes, got {nodes}");
     }
     tokio::time::timeout(limit, async {
-        let mut runs = Vec::new();
+        let (mut runs, mut steady_runs) = (Vec::new(), Vec::new());
         for rereplication in [true, false] {
             runs.push(run(nodes, records, rereplication, seed).await?);
+            steady_runs.push(steady(nodes, records, rereplication, seed).await?);
         }
         Ok(Churn {
             nodes,
             records,
             k: K,
             runs,
+            steady: steady_runs,
         })
     })
     .await
     .context("the run took longer than its time limit")?
 }
 
-async fn run(size: usize, records: usize, on: bool, seed: u64) -> anyhow::Result<ChurnRun> {
-    let mut rng = Rng::new(seed ^ size as u64);
+/// The nodes' configuration, with re-replication `on` or off.
+fn config(on: bool) -> ConfigBuilder {
+    let default_delay = Config::default().rereplication_delay();
+    Config::builder()
+        .replication_factor(K)
+        .rereplicate_after(default_delay.filter(|_| on))
+        .bootstrap_interval(Some(REFRESH))
+}
+
+/// A network of `size` nodes holding `records` records written from
+/// random nodes; their keys.
+async fn populated(
+    size: usize,
+    records: usize,
+    on: bool,
+    seed: u64,
+    rng: &mut Rng,
+) -> anyhow::Result<(Testnet, Vec<Vec<u8>>)> {
     let mut net = Testnet::new(|task| {
         tokio::spawn(task);
     });
-    let default_delay = Config::default().rereplication_delay();
-    let config = || {
-        Config::builder()
-            .replication_factor(K)
-            .rereplicate_after(default_delay.filter(|_| on))
-            .bootstrap_interval(Some(REFRESH))
-    };
     for _ in 0..size {
-        net.spawn(config(), Role::ClientHelper).await?;
+        net.spawn(config(on), Role::ClientHelper).await?;
     }
     join_all(net.nodes().iter().map(|n| n.handle.bootstrap())).await;
     let mut keys = Vec::with_capacity(records);
@@ -130,7 +162,12 @@ async fn run(size: usize, records: usize, on: bool, seed: u64) -> anyhow::Result
         "  churn N={size}, re-replication {}: {records} records written",
         if on { "on" } else { "off" }
     );
+    Ok((net, keys))
+}
 
+async fn run(size: usize, records: usize, on: bool, seed: u64) -> anyhow::Result<ChurnRun> {
+    let mut rng = Rng::new(seed ^ size as u64);
+    let (net, keys) = populated(size, records, on, seed, &mut rng).await?;
     let mut alive: Vec<TestNode> = net.nodes().to_vec();
     let third = size / 3;
     crash(&mut alive, third, &mut rng).await;
@@ -140,17 +177,55 @@ async fn run(size: usize, records: usize, on: bool, seed: u64) -> anyhow::Result
     crash(&mut alive, third, &mut rng).await;
     tokio::time::sleep(SETTLE).await;
     let second_settled = count(&alive, &keys).await;
-    let reader = &alive[rng.below(alive.len())].handle;
-    let reads = join_all(keys.iter().map(|key| reader.get_record(key.clone()))).await;
-    let reads_ok = reads.iter().filter(|read| read.is_ok()).count();
-    for node in &alive {
-        node.handle.shutdown().await;
-    }
+    let reads_ok = reads(&alive, &keys, &mut rng).await;
+    net.shutdown().await;
     Ok(ChurnRun {
         rereplication: on,
         first_crash,
         first_settled,
         second_settled,
+        reads_ok,
+    })
+}
+
+/// How many of `keys` a random node of `alive` reads.
+async fn reads(alive: &[TestNode], keys: &[Vec<u8>], rng: &mut Rng) -> usize {
+    let reader = &alive[rng.below(alive.len())].handle;
+    let reads = join_all(keys.iter().map(|key| reader.get_record(key.clone()))).await;
+    reads.iter().filter(|read| read.is_ok()).count()
+}
+
+/// Replaces a random node with a new one every [`STEADY_EVERY`] for
+/// [`STEADY_FOR`] (the old one crashes, the new one joins through a random
+/// live node), counting the records every [`STEADY_SAMPLE`].
+async fn steady(size: usize, records: usize, on: bool, seed: u64) -> anyhow::Result<SteadyRun> {
+    let mut rng = Rng::new(seed ^ size as u64 ^ 0x5eed);
+    let (mut net, keys) = populated(size, records, on, seed, &mut rng).await?;
+    let mut alive: Vec<TestNode> = net.nodes().to_vec();
+    let started = tokio::time::Instant::now();
+    let mut samples = Vec::new();
+    let mut replaced = 0;
+    while started.elapsed() < STEADY_FOR {
+        tokio::time::sleep(STEADY_EVERY).await;
+        crash(&mut alive, 1, &mut rng).await;
+        let through = alive[rng.below(alive.len())].address.clone();
+        let joined = net
+            .spawn_joining(config(on).bootstrap_peer(through), Role::ClientHelper)
+            .await
+            .context("a replacement joins")?;
+        alive.push(joined.clone());
+        replaced += 1;
+        if replaced % (STEADY_SAMPLE.as_secs() / STEADY_EVERY.as_secs()) as usize == 0 {
+            let after = count(&alive, &keys).await;
+            samples.push((started.elapsed().as_secs(), after));
+        }
+    }
+    let reads_ok = reads(&alive, &keys, &mut rng).await;
+    net.shutdown().await;
+    Ok(SteadyRun {
+        rereplication: on,
+        replaced,
+        samples,
         reads_ok,
     })
 }
@@ -216,6 +291,27 @@ pub(crate) fn print(churn: &Churn) {
             line(&run.first_crash),
             line(&run.first_settled),
             line(&run.second_settled),
+            run.reads_ok,
+            churn.records
+        );
+    }
+    println!(
+        "steady churn (one node replaced every {} s for {} s, the new one joining through a \
+         random live node):",
+        STEADY_EVERY.as_secs(),
+        STEADY_FOR.as_secs()
+    );
+    for run in &churn.steady {
+        let samples: Vec<String> = run
+            .samples
+            .iter()
+            .map(|(at, after)| format!("{at} s: {} lost, {} below k", after.lost, after.below_k))
+            .collect();
+        println!(
+            "  re-replication {:>3}: {} replaced; {}; {} of {} read back",
+            if run.rereplication { "on" } else { "off" },
+            run.replaced,
+            samples.join("; "),
             run.reads_ok,
             churn.records
         );

@@ -67,7 +67,8 @@ struct Args {
     #[arg(long, default_value_t = 16)]
     relayed_holders: usize,
 
-    /// Nodes of the network in which a third crash, then another third
+    /// Nodes of the network in which a third crash, then another third,
+    /// and of the one in which a node is replaced every 4 s for 2 minutes
     /// (in process, memory transport, k = 4, with re-replication on and
     /// off); 0 to skip.
     #[arg(long, default_value_t = 48)]

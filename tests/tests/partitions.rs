@@ -1,7 +1,7 @@
 //! `native-node` processes on hosts in network namespaces (needs root): a
 //! network cut in two halves goes on serving reads inside each half, and
-//! after healing its routing tables fill again and every record written on
-//! either side is read on the other.
+//! after healing every record written on either side is read on the
+//! other.
 
 use std::time::Duration;
 
@@ -134,12 +134,12 @@ fn a_partitioned_network_serves_each_half_and_reconverges_after_healing() {
     assert_eq!(get(&bed, 1, &boot_address, &in_a), "written in half A");
     assert_eq!(get(&bed, 5, &entry_b, &in_b), "written in half B");
 
+    // Healed, each half reads what the other wrote while cut off: lookups
+    // reach across again.
     bed.heal().expect("heal");
-    // The bootstrap hears from the other half again (its peers redial it).
-    boot.wait_for(LONG, "the table full again after healing", |line| {
-        table_size(line) == Some(HOSTS as u64 - 1)
-    });
+    let healed = std::time::Instant::now();
     assert_eq!(get(&bed, 1, &boot_address, &in_b), "written in half B");
     assert_eq!(get(&bed, 5, &entry_b, &in_a), "written in half A");
+    eprintln!("both cross reads done {:?} after healing", healed.elapsed());
     drop(nodes);
 }

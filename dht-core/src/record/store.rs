@@ -13,6 +13,7 @@ use std::{
     borrow::Cow,
     cmp::Ordering,
     collections::{HashMap, VecDeque, hash_map},
+    time::Duration,
 };
 
 use libp2p::{
@@ -41,6 +42,21 @@ const MAX_OUTCOMES: usize = 256;
 /// The bytes a record counts against [`StoreLimits::max_record_bytes`].
 fn weight(record: &Record) -> usize {
     record.key.as_ref().len() + record.value.len()
+}
+
+/// How much later a copy of a held record must make it expire for the
+/// storage to be told: replays of a record, each a little later, would
+/// otherwise cost a durable write apiece. A longer life kept only in memory
+/// is lost on a restart; the holders' hourly replication extends it again.
+const KEPT_EXTENSION: Duration = Duration::from_secs(10 * 60);
+
+/// How much later `to` is than `from`, where `None` is never.
+fn extends_by(from: Option<Instant>, to: Option<Instant>) -> Duration {
+    match (from, to) {
+        (Some(from), Some(to)) => to.saturating_duration_since(from),
+        (Some(_), None) => Duration::MAX,
+        (None, _) => Duration::ZERO,
+    }
 }
 
 /// The later of two expiry times, where `None` is never.
@@ -264,7 +280,7 @@ impl Store {
                     // A copy of what is held may only make it live longer:
                     // whoever replays it cannot shorten its life.
                     let expires = later(held.record.expires, record.expires);
-                    if expires != held.record.expires
+                    if extends_by(held.record.expires, expires) >= KEPT_EXTENSION
                         && let Some(storage) = &self.storage
                     {
                         let longer = Record {

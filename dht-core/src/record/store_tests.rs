@@ -485,6 +485,26 @@ mod kept {
     }
 
     #[test]
+    fn replays_that_barely_extend_a_record_cost_no_write() {
+        let storage = MemoryStorage::new();
+        let mut store = kept_store(&storage, PeerId::random());
+        let start = Instant::now() + Duration::from_secs(3600);
+        store.insert(immutable("replayed", Some(start))).unwrap();
+        let kept = || storage.records().unwrap()[0].expires;
+        let first = kept();
+        for ms in 1..=100 {
+            let later = start + Duration::from_millis(ms);
+            store.insert(immutable("replayed", Some(later))).unwrap();
+        }
+        assert_eq!(kept(), first, "100 replays a millisecond later each");
+        let hour_later = start + Duration::from_secs(3600);
+        store
+            .insert(immutable("replayed", Some(hour_later)))
+            .unwrap();
+        assert_ne!(kept(), first, "the hourly replication's extension is kept");
+    }
+
+    #[test]
     fn expired_and_removed_entries_leave_the_storage() {
         let storage = MemoryStorage::new();
         let soon = Some(Instant::now() + Duration::from_millis(10));

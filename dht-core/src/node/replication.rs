@@ -138,9 +138,11 @@ impl Replication {
             return None;
         }
         self.due = None;
+        let gone = std::mem::take(&mut self.gone);
         Some(Changes {
             joined: std::mem::take(&mut self.joined),
-            gone: std::mem::take(&mut self.gone),
+            gone_keys: gone.0.iter().map(|peer| KBucketKey::from(*peer)).collect(),
+            gone,
         })
     }
 }
@@ -150,6 +152,8 @@ impl Replication {
 pub(crate) struct Changes {
     joined: Peers,
     gone: Peers,
+    /// The gone peers' keys, hashed once for the whole pass.
+    gone_keys: Vec<KBucketKey<PeerId>>,
 }
 
 impl Changes {
@@ -164,42 +168,44 @@ impl Changes {
     /// before these changes; none if `local` itself is not among the `k`
     /// closest now. `closest` is the routing table's peers closest to
     /// `key`, nearest first, at least [`wanted`](Self::wanted) of them if
-    /// the table has that many.
+    /// the table has that many. Keys, not peer ids: a key holds its hash,
+    /// so distances cost no hashing.
     pub(crate) fn targets(
         &self,
         key: &KBucketKey<RecordKey>,
         k: usize,
-        closest: &[PeerId],
-        local: PeerId,
+        closest: &[KBucketKey<PeerId>],
+        local: &KBucketKey<PeerId>,
     ) -> Vec<PeerId> {
-        let distance = |peer: &PeerId| KBucketKey::from(*peer).distance(key);
-        let k_closest = |peers: &mut Vec<PeerId>| {
-            peers.push(local);
-            peers.sort_by_cached_key(distance);
+        let k_closest = |peers: &mut Vec<KBucketKey<PeerId>>| {
+            peers.push(*local);
+            peers.sort_by_key(|peer| peer.distance(key));
             peers.truncate(k);
         };
-        let mut now: Vec<PeerId> = closest
+        let mut now: Vec<KBucketKey<PeerId>> = closest
             .iter()
-            .filter(|peer| !self.gone.contains(peer))
+            .filter(|peer| !self.gone.contains(peer.preimage()))
             .take(k)
-            .copied()
+            .cloned()
             .collect();
         k_closest(&mut now);
-        if !now.contains(&local) {
+        if !now.contains(local) {
             return Vec::new();
         }
         // The table before: without the peers that joined, with every gone
         // peer (still in it, or put back). Exact for every peer of `now`:
         // each peer closer than it is in `closest` or gone.
-        let mut before: Vec<PeerId> = closest
+        let mut before: Vec<KBucketKey<PeerId>> = closest
             .iter()
-            .filter(|peer| !self.joined.contains(peer))
-            .chain(self.gone.0.iter().filter(|peer| !closest.contains(peer)))
-            .copied()
+            .filter(|peer| !self.joined.contains(peer.preimage()))
+            .chain(self.gone_keys.iter().filter(|gone| !closest.contains(gone)))
+            .cloned()
             .collect();
         k_closest(&mut before);
-        now.retain(|peer| *peer != local && !before.contains(peer));
-        now
+        now.into_iter()
+            .filter(|peer| peer != local && !before.contains(peer))
+            .map(|peer| *peer.preimage())
+            .collect()
     }
 }
 
@@ -224,14 +230,14 @@ pub(crate) fn replicate(
         .map(|record| record.key.clone())
         .collect();
     let mut sent = 0;
+    let local = KBucketKey::from(local);
     for key in keys {
         let target = KBucketKey::new(key.clone());
-        let closest: Vec<PeerId> = kad
+        let closest: Vec<KBucketKey<PeerId>> = kad
             .get_closest_local_peers(&target)
             .take(changes.wanted(k))
-            .map(|peer| *peer.preimage())
             .collect();
-        let peers = changes.targets(&target, k, &closest, local);
+        let peers = changes.targets(&target, k, &closest, &local);
         if peers.is_empty() {
             continue;
         }
@@ -275,6 +281,10 @@ mod tests {
         (holder, peers)
     }
 
+    fn keys(peers: &[PeerId]) -> Vec<KBucketKey<PeerId>> {
+        peers.iter().map(|peer| KBucketKey::from(*peer)).collect()
+    }
+
     fn key() -> KBucketKey<RecordKey> {
         KBucketKey::new(RecordKey::new(&b"a record".to_vec()))
     }
@@ -315,7 +325,10 @@ mod tests {
         let mut replication = Replication::new(Some(DELAY));
         replication.on_joined(table[1], now);
         let changes = due(&mut replication, now + DELAY);
-        assert_eq!(changes.targets(&key, K, &table, local), vec![table[1]]);
+        assert_eq!(
+            changes.targets(&key, K, &keys(&table), &KBucketKey::from(local)),
+            vec![table[1]]
+        );
     }
 
     #[test]
@@ -326,7 +339,11 @@ mod tests {
         let mut replication = Replication::new(Some(DELAY));
         replication.on_joined(table[K], now);
         let changes = due(&mut replication, now + DELAY);
-        assert!(changes.targets(&key, K, &table, local).is_empty());
+        assert!(
+            changes
+                .targets(&key, K, &keys(&table), &KBucketKey::from(local))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -340,7 +357,10 @@ mod tests {
         replication.on_gone(left, now);
         let changes = due(&mut replication, now + DELAY);
         // The k closest are `local` and the k - 1 nearest of its table.
-        assert_eq!(changes.targets(&key, K, &table, local), vec![table[K - 2]]);
+        assert_eq!(
+            changes.targets(&key, K, &keys(&table), &KBucketKey::from(local)),
+            vec![table[K - 2]]
+        );
     }
 
     #[test]
@@ -354,7 +374,10 @@ mod tests {
         let changes = due(&mut replication, now + DELAY);
         assert_eq!(changes.wanted(K), K + 2);
         // Before: local, table[0], table[1]; now: local, table[1], table[3].
-        assert_eq!(changes.targets(&key, K, &table, local), vec![table[3]]);
+        assert_eq!(
+            changes.targets(&key, K, &keys(&table), &KBucketKey::from(local)),
+            vec![table[3]]
+        );
     }
 
     #[test]
@@ -367,13 +390,21 @@ mod tests {
         let mut replication = Replication::new(Some(DELAY));
         replication.on_joined(table[0], now);
         let changes = due(&mut replication, now + DELAY);
-        assert!(changes.targets(&key, K, &table, far).is_empty());
+        assert!(
+            changes
+                .targets(&key, K, &keys(&table), &KBucketKey::from(far))
+                .is_empty()
+        );
         // One of the k closest gone: `far` moves up among them, and its own
         // copy takes the free place.
         let mut replication = Replication::new(Some(DELAY));
         replication.on_gone(table[0], now);
         let changes = due(&mut replication, now + DELAY);
-        assert!(changes.targets(&key, K, &table, far).is_empty());
+        assert!(
+            changes
+                .targets(&key, K, &keys(&table), &KBucketKey::from(far))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -385,7 +416,11 @@ mod tests {
         let left = table.remove(4);
         replication.on_gone(left, now);
         let changes = due(&mut replication, now + DELAY);
-        assert!(changes.targets(&key, K, &table, local).is_empty());
+        assert!(
+            changes
+                .targets(&key, K, &keys(&table), &KBucketKey::from(local))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -399,7 +434,10 @@ mod tests {
         replication.on_joined(table[0], now);
         let changes = due(&mut replication, now + DELAY);
         // The joined peer took the place of the one that left.
-        assert_eq!(changes.targets(&key, K, &table, local), vec![table[0]]);
+        assert_eq!(
+            changes.targets(&key, K, &keys(&table), &KBucketKey::from(local)),
+            vec![table[0]]
+        );
     }
 
     #[test]
@@ -411,7 +449,11 @@ mod tests {
         replication.on_gone(table[0], now);
         replication.on_connected(&table[0]);
         let changes = due(&mut replication, now + DELAY);
-        assert!(changes.targets(&key, K, &table, local).is_empty());
+        assert!(
+            changes
+                .targets(&key, K, &keys(&table), &KBucketKey::from(local))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -424,7 +466,11 @@ mod tests {
         replication.on_joined(passing, now);
         replication.on_gone(passing, now);
         let changes = due(&mut replication, now + DELAY);
-        assert!(changes.targets(&key, K, &table, local).is_empty());
+        assert!(
+            changes
+                .targets(&key, K, &keys(&table), &KBucketKey::from(local))
+                .is_empty()
+        );
     }
 
     #[test]

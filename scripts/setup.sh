@@ -47,8 +47,9 @@ setup_test() {
   local packages=()
   [ -x /usr/bin/chromium ] || packages+=(chromium)
   [ -x /usr/bin/chromedriver ] || packages+=(chromium-driver)
-  # `ip` for the network-namespace testbed (tests/src/netns.rs).
+  # `ip` and `nft` for the network-namespace testbed (tests/src/netns.rs).
   have ip || packages+=(iproute2)
+  have nft || packages+=(nftables)
   have node || packages+=(nodejs)
   have npm || packages+=(npm)
   if [ "${#packages[@]}" -gt 0 ]; then apt_install "${packages[@]}"; fi

@@ -13,6 +13,7 @@ mod identity;
 mod localnet;
 mod output;
 mod roles;
+mod settings;
 mod signal;
 
 use std::{process::ExitCode, time::Duration};

@@ -317,160 +317,106 @@ mod tests {
         assert!(replication.take_due(now + DELAY * 100).is_none());
     }
 
+    /// The holder `local` of a record whose table is `table`: what a pass
+    /// after the changes `change` makes sends the record to.
+    fn targets_after(
+        local: PeerId,
+        table: &[PeerId],
+        change: impl FnOnce(&mut Replication, Instant),
+    ) -> Vec<PeerId> {
+        let now = Instant::now();
+        let mut replication = Replication::new(Some(DELAY));
+        change(&mut replication, now);
+        let changes = due(&mut replication, now + DELAY);
+        changes.targets(&key(), K, &keys(table), &KBucketKey::from(local))
+    }
+
     #[test]
     fn a_joined_peer_among_the_k_closest_gets_the_record() {
-        let now = Instant::now();
-        let key = key();
-        let (local, table) = holder_and_table(&key, 6);
-        let mut replication = Replication::new(Some(DELAY));
-        replication.on_joined(table[1], now);
-        let changes = due(&mut replication, now + DELAY);
-        assert_eq!(
-            changes.targets(&key, K, &keys(&table), &KBucketKey::from(local)),
-            vec![table[1]]
-        );
+        let (local, table) = holder_and_table(&key(), 6);
+        let sent = targets_after(local, &table, |r, now| r.on_joined(table[1], now));
+        assert_eq!(sent, vec![table[1]]);
     }
 
     #[test]
     fn a_joined_peer_farther_than_the_k_closest_gets_nothing() {
-        let now = Instant::now();
-        let key = key();
-        let (local, table) = holder_and_table(&key, 6);
-        let mut replication = Replication::new(Some(DELAY));
-        replication.on_joined(table[K], now);
-        let changes = due(&mut replication, now + DELAY);
-        assert!(
-            changes
-                .targets(&key, K, &keys(&table), &KBucketKey::from(local))
-                .is_empty()
-        );
+        let (local, table) = holder_and_table(&key(), 6);
+        let sent = targets_after(local, &table, |r, now| r.on_joined(table[K], now));
+        assert!(sent.is_empty());
     }
 
     #[test]
     fn the_peer_that_moves_up_when_a_holder_leaves_gets_the_record() {
-        let now = Instant::now();
-        let key = key();
-        let (local, mut table) = holder_and_table(&key, 6);
-        let mut replication = Replication::new(Some(DELAY));
+        let (local, mut table) = holder_and_table(&key(), 6);
         // Left the routing table: no longer among `closest`.
         let left = table.remove(0);
-        replication.on_gone(left, now);
-        let changes = due(&mut replication, now + DELAY);
+        let sent = targets_after(local, &table, |r, now| r.on_gone(left, now));
         // The k closest are `local` and the k - 1 nearest of its table.
-        assert_eq!(
-            changes.targets(&key, K, &keys(&table), &KBucketKey::from(local)),
-            vec![table[K - 2]]
-        );
+        assert_eq!(sent, vec![table[K - 2]]);
     }
 
     #[test]
     fn an_unreachable_holder_still_in_the_table_is_replaced_too() {
-        let now = Instant::now();
-        let key = key();
-        let (local, table) = holder_and_table(&key, 6);
-        let mut replication = Replication::new(Some(DELAY));
-        replication.on_gone(table[0], now);
-        replication.on_gone(table[2], now);
-        let changes = due(&mut replication, now + DELAY);
-        assert_eq!(changes.wanted(K), K + 2);
+        let (local, table) = holder_and_table(&key(), 6);
+        let sent = targets_after(local, &table, |r, now| {
+            r.on_gone(table[0], now);
+            r.on_gone(table[2], now);
+        });
         // Before: local, table[0], table[1]; now: local, table[1], table[3].
-        assert_eq!(
-            changes.targets(&key, K, &keys(&table), &KBucketKey::from(local)),
-            vec![table[3]]
-        );
+        assert_eq!(sent, vec![table[3]]);
     }
 
     #[test]
     fn a_node_that_is_not_among_the_k_closest_leaves_it_to_those_that_are() {
-        let now = Instant::now();
-        let key = key();
-        let (_, mut table) = holder_and_table(&key, 6);
+        let (_, mut table) = holder_and_table(&key(), 6);
         // A writer, say, farther from the key than the k closest.
         let far = table.remove(K);
-        let mut replication = Replication::new(Some(DELAY));
-        replication.on_joined(table[0], now);
-        let changes = due(&mut replication, now + DELAY);
-        assert!(
-            changes
-                .targets(&key, K, &keys(&table), &KBucketKey::from(far))
-                .is_empty()
-        );
+        let sent = targets_after(far, &table, |r, now| r.on_joined(table[0], now));
+        assert!(sent.is_empty());
         // One of the k closest gone: `far` moves up among them, and its own
         // copy takes the free place.
-        let mut replication = Replication::new(Some(DELAY));
-        replication.on_gone(table[0], now);
-        let changes = due(&mut replication, now + DELAY);
-        assert!(
-            changes
-                .targets(&key, K, &keys(&table), &KBucketKey::from(far))
-                .is_empty()
-        );
+        let sent = targets_after(far, &table, |r, now| r.on_gone(table[0], now));
+        assert!(sent.is_empty());
     }
 
     #[test]
     fn a_peer_leaving_beyond_the_k_closest_changes_nothing() {
-        let now = Instant::now();
-        let key = key();
-        let (local, mut table) = holder_and_table(&key, 6);
-        let mut replication = Replication::new(Some(DELAY));
+        let (local, mut table) = holder_and_table(&key(), 6);
         let left = table.remove(4);
-        replication.on_gone(left, now);
-        let changes = due(&mut replication, now + DELAY);
-        assert!(
-            changes
-                .targets(&key, K, &keys(&table), &KBucketKey::from(local))
-                .is_empty()
-        );
+        assert!(targets_after(local, &table, |r, now| r.on_gone(left, now)).is_empty());
     }
 
     #[test]
     fn a_join_and_a_departure_together_send_to_the_newcomer_only() {
-        let now = Instant::now();
-        let key = key();
-        let (local, mut table) = holder_and_table(&key, 6);
-        let mut replication = Replication::new(Some(DELAY));
+        let (local, mut table) = holder_and_table(&key(), 6);
         let left = table.remove(2);
-        replication.on_gone(left, now);
-        replication.on_joined(table[0], now);
-        let changes = due(&mut replication, now + DELAY);
+        let sent = targets_after(local, &table, |r, now| {
+            r.on_gone(left, now);
+            r.on_joined(table[0], now);
+        });
         // The joined peer took the place of the one that left.
-        assert_eq!(
-            changes.targets(&key, K, &keys(&table), &KBucketKey::from(local)),
-            vec![table[0]]
-        );
+        assert_eq!(sent, vec![table[0]]);
     }
 
     #[test]
     fn a_peer_that_answers_again_is_no_longer_gone() {
-        let now = Instant::now();
-        let key = key();
-        let (local, table) = holder_and_table(&key, 6);
-        let mut replication = Replication::new(Some(DELAY));
-        replication.on_gone(table[0], now);
-        replication.on_connected(&table[0]);
-        let changes = due(&mut replication, now + DELAY);
-        assert!(
-            changes
-                .targets(&key, K, &keys(&table), &KBucketKey::from(local))
-                .is_empty()
-        );
+        let (local, table) = holder_and_table(&key(), 6);
+        let sent = targets_after(local, &table, |r, now| {
+            r.on_gone(table[0], now);
+            r.on_connected(&table[0]);
+        });
+        assert!(sent.is_empty());
     }
 
     #[test]
     fn a_peer_that_joined_and_left_within_a_pass_changes_nothing() {
-        let now = Instant::now();
-        let key = key();
-        let (local, table) = holder_and_table(&key, 6);
-        let mut replication = Replication::new(Some(DELAY));
+        let (local, table) = holder_and_table(&key(), 6);
         let passing = PeerId::random();
-        replication.on_joined(passing, now);
-        replication.on_gone(passing, now);
-        let changes = due(&mut replication, now + DELAY);
-        assert!(
-            changes
-                .targets(&key, K, &keys(&table), &KBucketKey::from(local))
-                .is_empty()
-        );
+        let sent = targets_after(local, &table, |r, now| {
+            r.on_joined(passing, now);
+            r.on_gone(passing, now);
+        });
+        assert!(sent.is_empty());
     }
 
     #[test]

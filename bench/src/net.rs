@@ -267,8 +267,8 @@ struct DiskStores {
 }
 
 impl DiskStores {
-    fn open(count: usize, size: usize) -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("dht-bench-{}-{size}", std::process::id()));
+    fn open(count: usize) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("dht-bench-{}-{count}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let stores = (0..count)
             .map(|i| native_node::storage::DiskStorage::open_dir(&dir.join(i.to_string())))
@@ -323,7 +323,7 @@ pub(crate) async fn measure(
     let deadline = Instant::now() + time_limit;
     let mut rng = Rng::new(seed ^ size as u64);
     let stores = match overrides.disk_storage {
-        true => Some(DiskStores::open(size, size)?),
+        true => Some(DiskStores::open(size)?),
         false => None,
     };
     let config = || {

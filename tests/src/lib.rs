@@ -78,6 +78,21 @@ pub async fn network(
     net
 }
 
+/// Every node of `net` refreshes its routing table once, as the periodic
+/// refresh would after the last node joined, so early joiners know the late
+/// ones. Fails the test if a table is empty afterwards.
+pub async fn refresh_all(net: &Testnet) {
+    let sizes = futures::future::join_all(net.nodes().iter().map(|n| n.handle.bootstrap())).await;
+    for (node, size) in net.nodes().iter().zip(sizes) {
+        let size = size.expect("node is running");
+        assert!(
+            size > 0,
+            "node {} has an empty routing table after refresh",
+            node.index
+        );
+    }
+}
+
 /// The directory holding the workspace's built binaries: the parent of the
 /// test executable's `deps` directory.
 pub fn target_dir() -> PathBuf {

@@ -10,9 +10,9 @@ use dht_core::{
     Config, ConfigBuilder,
     libp2p::PeerId,
     record::Write,
-    testnet::{TestNode, Testnet, xor_closest},
+    testnet::{TestNode, xor_closest},
 };
-use dht_tests::{eventually, network, pool, run};
+use dht_tests::{eventually, network, pool, refresh_all, run};
 use futures::future::join_all;
 
 fn record_value(index: usize) -> Vec<u8> {
@@ -27,20 +27,6 @@ fn record_of(node: &TestNode) -> Write {
 
 fn record_key(node: &TestNode) -> Vec<u8> {
     record_of(node).key().expect("a valid record name")
-}
-
-/// Every node refreshes its routing table once, as the periodic refresh would
-/// after the last node joined, so early joiners know the late ones.
-async fn refresh_all(net: &Testnet) {
-    let sizes = join_all(net.nodes().iter().map(|n| n.handle.bootstrap())).await;
-    for (node, size) in net.nodes().iter().zip(sizes) {
-        let size = size.expect("node is running");
-        assert!(
-            size > 0,
-            "node {} has an empty routing table after refresh",
-            node.index
-        );
-    }
 }
 
 /// The specification every network size must meet: every node writes a

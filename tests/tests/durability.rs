@@ -9,9 +9,9 @@ use dht_core::{
     Config, ConfigBuilder, PutRecordError, Role, Write,
     libp2p::{PeerId, identity::Keypair},
     record::MemoryStorage,
-    testnet::{TestNode, Testnet, xor_closest},
+    testnet::{TestNode, xor_closest},
 };
-use dht_tests::{eventually, network, pool, run};
+use dht_tests::{eventually, network, pool, refresh_all, run};
 use futures::future::join_all;
 
 const K: usize = 3;
@@ -50,12 +50,6 @@ async fn held_by_the_k_closest(alive: &[TestNode], key: &[u8], what: &str) {
             .then_some(())
     })
     .await
-}
-
-async fn refresh_all(net: &Testnet) {
-    for size in join_all(net.nodes().iter().map(|n| n.handle.bootstrap())).await {
-        assert!(size.expect("node is running") > 0, "an empty routing table");
-    }
 }
 
 #[test]

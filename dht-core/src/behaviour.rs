@@ -12,19 +12,21 @@ use libp2p::{
 };
 
 use crate::{
-    config::{Config, IDENTIFY_PROTOCOL_VERSION},
+    config::{Config, IDENTIFY_PROTOCOL_VERSION, ServerMode},
     ip_limits,
     kademlia::Kademlia,
     keep_alive,
     namespace::{NAMESPACE_PROTOCOL, NamespaceCodec},
+    native,
     record::Store,
 };
 
 /// Kademlia with a bounded record store, identify (wired to Kademlia by the
 /// [`crate::Node`]), ping, the namespace handshake, pinned connections,
-/// connection limits (in total, inbound, per peer and per IP address) and
-/// circuit relay v2 (the server if the configuration asks for one, the
-/// client if the host's transport can dial circuits).
+/// connection limits (in total, inbound, per peer and per IP address),
+/// the circuit relay v2 client (if the host's transport can dial circuits),
+/// and on native hosts what a node needs of the relay server, AutoNAT v2 and
+/// DCUtR ([`crate::native`]).
 ///
 /// Hosts build it inside `SwarmBuilder::with_behaviour` with
 /// [`Behaviour::new`] (or, after `with_relay_client`,
@@ -40,33 +42,8 @@ pub struct Behaviour {
     pub(crate) ping: ping::Behaviour,
     pub(crate) namespace: request_response::Behaviour<NamespaceCodec>,
     pub(crate) keep_alive: keep_alive::Behaviour,
-    pub(crate) relay: Toggle<RelayServer>,
     pub(crate) relay_client: Toggle<relay::client::Behaviour>,
-}
-
-/// libp2p's relay server on native hosts. A browser cannot accept the
-/// connections a relay needs, so its build carries no relay server code.
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) type RelayServer = relay::Behaviour;
-/// See the native definition.
-#[cfg(target_arch = "wasm32")]
-pub(crate) type RelayServer = libp2p::swarm::dummy::Behaviour;
-
-#[cfg(not(target_arch = "wasm32"))]
-fn relay_server(
-    local: libp2p::PeerId,
-    limits: Option<crate::config::RelayLimits>,
-) -> Option<RelayServer> {
-    limits.map(|limits| relay::Behaviour::new(local, limits.to_libp2p()))
-}
-
-/// The configuration refuses a relay server in the browser.
-#[cfg(target_arch = "wasm32")]
-fn relay_server(
-    _local: libp2p::PeerId,
-    _limits: Option<crate::config::RelayLimits>,
-) -> Option<RelayServer> {
-    None
+    pub(crate) native: Toggle<native::NativeBehaviour>,
 }
 
 impl Behaviour {
@@ -153,6 +130,20 @@ impl Behaviour {
                 .with_max_pending_incoming(Some(bounds.max_pending_incoming)),
         );
 
+        // Nodes that serve test the reachability of others; nodes that must
+        // find out their own ask. A node that reaches peers through relays
+        // tries to reach them directly too (a hole punch), unless it serves
+        // only through relays as a browser tab does, which cannot.
+        let mode = config.server_mode;
+        let auto = mode == ServerMode::Auto;
+        let native = native::behaviour(
+            local_peer_id,
+            config.relay_server,
+            auto,
+            auto || mode == ServerMode::Always,
+            relay_client.is_some() && mode != ServerMode::Relayed,
+        );
+
         Self {
             limits,
             ip_limits: ip_limits::Behaviour::new(bounds.max_incoming_per_ip, bounds.limit_loopback),
@@ -161,9 +152,14 @@ impl Behaviour {
             ping: ping::Behaviour::new(ping::Config::new().with_interval(config.ping_interval)),
             namespace,
             keep_alive: keep_alive::Behaviour::new(bounds.max_pinned_by_others),
-            relay: relay_server(local_peer_id, config.relay_server).into(),
             relay_client: relay_client.into(),
+            native: native.into(),
         }
+    }
+
+    /// Whether this node relays for others.
+    pub(crate) fn is_relay(&self) -> bool {
+        relays(&self.native)
     }
 
     /// Whether the node can dial and listen through relays.
@@ -175,4 +171,14 @@ impl Behaviour {
     pub fn kad_protocols(&self) -> &[StreamProtocol] {
         self.kad.protocol_names()
     }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn relays(native: &Toggle<native::NativeBehaviour>) -> bool {
+    native.as_ref().is_some_and(|n| n.relay.is_enabled())
+}
+
+#[cfg(target_arch = "wasm32")]
+fn relays(_native: &Toggle<native::NativeBehaviour>) -> bool {
+    false
 }

@@ -9,6 +9,7 @@ use crate::api::ser;
 use crate::{
     error::{DialFailure, ErrorCode, RecordError, find_cause},
     namespace::Namespace,
+    node::Reachability,
     record::StoreError,
     role::RoleKind,
 };
@@ -232,6 +233,38 @@ pub enum Event {
     ServingChanged {
         /// Whether it serves now.
         serving: bool,
+    },
+    /// A peer tried to dial this node back at `address` (AutoNAT v2), to
+    /// find out whether others can reach it there.
+    AddressTested {
+        /// The address tested.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
+        address: Multiaddr,
+        /// Whether the dial worked.
+        reachable: bool,
+        /// The peer that dialed.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
+        tester: PeerId,
+    },
+    /// How peers reach this node changed.
+    ReachabilityChanged {
+        /// How they reach it now.
+        reachability: Reachability,
+    },
+    /// A peer this node was linked to through a relay is now connected
+    /// directly as well: both dialed each other at once (DCUtR).
+    HolePunched {
+        /// The peer.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
+        peer: PeerId,
+    },
+    /// A hole punch to a peer failed; the connection through the relay stays.
+    HolePunchFailed {
+        /// The peer.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display"))]
+        peer: PeerId,
+        /// Why, as libp2p says.
+        reason: String,
     },
     /// This subscriber fell behind and `missed` events were dropped for it.
     Lagged {

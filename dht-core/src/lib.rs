@@ -101,6 +101,7 @@ pub mod kademlia;
 pub mod keep_alive;
 pub mod message;
 pub mod namespace;
+pub mod native;
 mod node;
 #[cfg(test)]
 mod properties;
@@ -126,7 +127,7 @@ pub use host::{NodeTask, Running, start};
 pub use libp2p;
 pub use message::{MessageError, MessageLimits};
 pub use namespace::Namespace;
-pub use node::Node;
+pub use node::{Node, Reachability};
 pub use record::{Quorum, Write};
 pub use report::{NetworkReport, RelayReport, RoutingTable};
 pub use role::{Role, RoleKind};

@@ -7,7 +7,7 @@ use std::{fmt, time::Duration};
 
 use libp2p::{Multiaddr, PeerId};
 
-use crate::{namespace::Namespace, record::display_key, role::RoleKind};
+use crate::{namespace::Namespace, node::Reachability, record::display_key, role::RoleKind};
 
 /// The routing table, bucket by bucket.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,6 +195,12 @@ pub struct NetworkReport {
     /// through them (empty unless it serves through relays).
     #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display_all"))]
     pub relayed_by: Vec<PeerId>,
+    /// How peers reach this node.
+    pub reachability: Reachability,
+    /// Peers connected directly through a hole punch (one of the two
+    /// behind a NAT), as well as through a relay.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::display_all"))]
+    pub hole_punched: Vec<PeerId>,
     /// What this node relays for others, if it is a relay.
     pub relay: Option<RelayReport>,
 }
@@ -278,8 +284,12 @@ impl fmt::Display for NetworkReport {
             let names: Vec<&str> = self.registered_in.iter().map(Namespace::as_str).collect();
             writeln!(f, "  registered in {}", names.join(", "))?;
         }
+        writeln!(f, "  reachability: {}", self.reachability)?;
         for relay in &self.relayed_by {
             writeln!(f, "  serving through relay /p2p/{relay}")?;
+        }
+        for peer in &self.hole_punched {
+            writeln!(f, "  connected directly through a hole punch: /p2p/{peer}")?;
         }
         if let Some(relay) = self.relay {
             writeln!(

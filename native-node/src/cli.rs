@@ -183,17 +183,46 @@ pub(crate) struct NodeArgs {
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_routing_peers_per_subnet: u32,
 
-    /// Serve the DHT through circuit relays instead of at a listen address,
-    /// as a browser tab does: for a node others cannot dial (behind a NAT)
-    /// or a native stand-in for a tab. It listens on nothing unless --listen
-    /// is given, takes reservations on up to two relays among the peers it
-    /// dialed (bootstrap nodes relay by default), announces their
-    /// /p2p-circuit addresses and answers DHT requests only while one holds.
-    #[arg(long)]
-    pub(crate) serve_through_relay: bool,
+    /// How others reach this node. `public`: at its listen addresses; it
+    /// serves the DHT at once. `auto`, for a node that may be behind a NAT:
+    /// it finds out by asking peers to dial it back at the address they
+    /// see it at (AutoNAT v2), only queries until one answered, serves at
+    /// that address once a dial-back worked, and through relays (as
+    /// `relayed`) once one failed; peers it reaches through a relay it
+    /// tries to connect to directly (hole punching, DCUtR). `relayed`: it
+    /// serves through circuit relays only, as a browser tab does (for a node
+    /// known to be unreachable, or a native stand-in for a tab): it listens
+    /// on nothing unless --listen is given, takes reservations on up to two
+    /// relays among the peers it dialed (bootstrap nodes relay by default),
+    /// announces their /p2p-circuit addresses and answers DHT requests only
+    /// while one holds.
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = ReachabilityChoice::Public)]
+    pub(crate) reachability: ReachabilityChoice,
 
     #[command(flatten)]
     pub(crate) relay: RelayArgs,
+}
+
+/// How others reach a node (`--reachability`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ReachabilityChoice {
+    /// At its listen addresses.
+    Public,
+    /// Find out (AutoNAT v2); relays and hole punching if unreachable.
+    Auto,
+    /// Through circuit relays only.
+    Relayed,
+}
+
+impl ReachabilityChoice {
+    /// The value as typed on the command line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Auto => "auto",
+            Self::Relayed => "relayed",
+        }
+    }
 }
 
 /// Relaying for others (circuit relay v2): on for bootstrap nodes, `--relay`
@@ -309,6 +338,11 @@ pub(crate) struct MemberArgs {
     /// linked peers send are printed either way (`message-received`).
     #[arg(long, value_name = "TEXT")]
     pub(crate) message: Option<String>,
+
+    /// Print the monitor summary (reachability, relays, hole-punched
+    /// peers, routing table, records) this often; 0 turns it off.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0")]
+    pub(crate) report_interval: Duration,
 }
 
 #[derive(Debug, Args)]

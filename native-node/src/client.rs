@@ -16,7 +16,7 @@ use native_node::{ListenSet, NativeNode, node::dialable_addresses};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::{
-    cli::{ClientArgs, ClientOperation},
+    cli::{ClientArgs, ClientOperation, ReachabilityChoice},
     exit::Failure,
     output::{self, Output},
     roles::{load_identity, print_until_signal, start, stop},
@@ -43,28 +43,25 @@ pub(crate) async fn run(args: ClientArgs, output: Output) -> Result<(), Failure>
     // process that exits a moment later must not leave a dead entry in
     // other nodes' routing tables, which their lookups would wait on.
     let serving = matches!(operation, Operation::Run | Operation::Serve);
-    let (mode, set): (ServerMode, fn(_) -> ListenSet) = match (
-        serving,
-        args.node.serve_through_relay,
-    ) {
-        (true, false) => (ServerMode::Always, ListenSet::serving),
-        (true, true) => (ServerMode::Relayed, ListenSet::serving),
-        (false, false) => (ServerMode::Never, ListenSet::querying),
-        (false, true) => {
+    let reachability = args.node.reachability;
+    let (config, set): (_, fn(_) -> ListenSet) = match (serving, reachability) {
+        // `--reachability` sets the mode.
+        (true, _) => (args.node.config(false)?, ListenSet::serving),
+        (false, ReachabilityChoice::Public) => (
+            args.node.config(false)?.server_mode(ServerMode::Never),
+            ListenSet::querying,
+        ),
+        (false, _) => {
             return Err(Failure::usage(
                 "one-shot-cannot-serve",
                 anyhow!(
-                    "--serve-through-relay needs `client run` or `client serve`: a one-shot operation does not serve"
+                    "--reachability {} needs `client run` or `client serve`: a one-shot operation does not serve",
+                    reachability.name()
                 ),
             ));
         }
     };
-    let config = args
-        .node
-        .config(false)?
-        .server_mode(mode)
-        .build()
-        .map_err(Failure::input)?;
+    let config = config.build().map_err(Failure::input)?;
     let listen = args.node.listen_addresses(set);
     let mut node = start(
         &args.node,

@@ -5,7 +5,7 @@
 use std::io::{IsTerminal, Write};
 
 use dht_core::{
-    Event, NetworkReport, PeerAddresses, RoleKind,
+    Event, NetworkReport, PeerAddresses, Reachability, RoleKind,
     api::{Answer, ErrorReport},
     libp2p::{Multiaddr, PeerId},
     record::display_key,
@@ -151,9 +151,36 @@ impl Output {
             Event::RelayReservationLost { relay, reason } => {
                 line(&format!("reservation on relay {relay} lost: {reason}"))
             }
-            Event::ServingChanged { serving: false } => {
-                line("client only: no relay holds a reservation for this node")
+            Event::ServingChanged { serving: false } => line(
+                "client only: not reachable now (no address a peer dialed back, no relay reservation)",
+            ),
+            Event::AddressTested {
+                address,
+                reachable,
+                tester,
+            } => line(&format!(
+                "dial-back test by {tester}: {address} is {}",
+                if *reachable {
+                    "reachable"
+                } else {
+                    "not reachable"
+                }
+            )),
+            Event::ReachabilityChanged { reachability } => line(&format!(
+                "reachability: {reachability} ({})",
+                match reachability {
+                    Reachability::Public => "peers dial this node at its own addresses",
+                    Reachability::Relayed => "peers reach this node only through a relay",
+                    Reachability::Private => "no peer can dial this node now",
+                    Reachability::Unknown => "not tested yet",
+                }
+            )),
+            Event::HolePunched { peer } => {
+                line(&format!("hole punched: connected directly to {peer}"))
             }
+            Event::HolePunchFailed { peer, reason } => line(&format!(
+                "hole punch to {peer} failed ({reason}); the connection stays relayed"
+            )),
             _ => {}
         }
     }

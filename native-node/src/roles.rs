@@ -14,7 +14,7 @@ use futures::StreamExt;
 use native_node::{ListenSet, NativeNode, node::dialable_addresses};
 
 use crate::{
-    cli::{BootstrapArgs, DialerArgs, MemberArgs, NodeArgs},
+    cli::{BootstrapArgs, DialerArgs, MemberArgs, NodeArgs, ReachabilityChoice},
     exit::Failure,
     http, identity,
     output::Output,
@@ -73,11 +73,12 @@ pub(crate) async fn stop(node: NativeNode) -> Result<(), Failure> {
 }
 
 pub(crate) async fn bootstrap(args: BootstrapArgs, output: Output) -> Result<(), Failure> {
-    if args.node.serve_through_relay {
+    if args.node.reachability != ReachabilityChoice::Public {
         return Err(Failure::usage(
             "bootstrap-must-be-reachable",
             anyhow!(
-                "--serve-through-relay is not for a bootstrap node: others join through its own address"
+                "--reachability {} is not for a bootstrap node: others join through its own address",
+                args.node.reachability.name()
             ),
         ));
     }
@@ -155,7 +156,7 @@ pub(crate) async fn listener(args: MemberArgs, output: Output) -> Result<(), Fai
         namespace: args.namespace.clone(),
     };
     let config = args.node.config(false)?.build().map_err(Failure::input)?;
-    member(&args.node, &config, &role, args.message.clone(), output).await
+    member(&args, &config, &role, output).await
 }
 
 pub(crate) async fn dialer(args: DialerArgs, output: Output) -> Result<(), Failure> {
@@ -168,24 +169,25 @@ pub(crate) async fn dialer(args: DialerArgs, output: Output) -> Result<(), Failu
         .discover_interval(args.discover_interval)
         .build()
         .map_err(Failure::input)?;
-    member(node, &config, &role, args.member.message.clone(), output).await
+    member(&args.member, &config, &role, output).await
 }
 
 /// Runs a namespace member (listener or dialer) until Ctrl-C or SIGTERM.
 async fn member(
-    node: &NodeArgs,
+    args: &MemberArgs,
     config: &Config,
     role: &Role,
-    greeting: Option<String>,
     output: Output,
 ) -> Result<(), Failure> {
+    let node = &args.node;
     let keypair = load_identity(node, None)?;
     let listen = node.listen_addresses(ListenSet::serving);
     let running = start(node, keypair, None, config, role, &listen).await?;
     let addresses = dialable_addresses(&running, &node.external).await;
     output.started(role.kind(), running.peer_id(), &addresses);
     let mut running = running;
-    print_until_signal(&mut running, None, greeting, output).await;
+    let report = Some(args.report_interval);
+    print_until_signal(&mut running, report, args.message.clone(), output).await;
     stop(running).await
 }
 

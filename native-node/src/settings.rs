@@ -12,7 +12,7 @@ use dht_core::{
 use native_node::{ListenSet, storage::DiskStorage};
 
 use crate::{
-    cli::{NodeArgs, RelayArgs},
+    cli::{NodeArgs, ReachabilityChoice, RelayArgs},
     exit::Failure,
 };
 
@@ -91,20 +91,20 @@ impl NodeArgs {
             })
             .agent_version(concat!("ns-dht-native/", env!("CARGO_PKG_VERSION")))
             .relay_server((relay || self.relay.relay).then(|| self.relay.limits()));
-        if self.serve_through_relay {
+        match self.reachability {
+            ReachabilityChoice::Public => config,
+            ReachabilityChoice::Auto => config.server_mode(ServerMode::Auto),
             // Its own addresses are not reachable: only the circuits are.
-            config
+            ReachabilityChoice::Relayed => config
                 .server_mode(ServerMode::Relayed)
-                .advertise_listen_addresses(false)
-        } else {
-            config
+                .advertise_listen_addresses(false),
         }
     }
 
     /// The addresses to listen on: `--listen` if given, else `set` on
     /// `--ip`.
     pub(crate) fn listen_addresses(&self, set: impl FnOnce(IpAddr) -> ListenSet) -> Vec<Multiaddr> {
-        if self.listen.is_empty() && self.serve_through_relay {
+        if self.listen.is_empty() && self.reachability == ReachabilityChoice::Relayed {
             Vec::new()
         } else if self.listen.is_empty() {
             set(self.ip).addresses()

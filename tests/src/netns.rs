@@ -79,16 +79,53 @@ fn run(command: &mut Command, input: Option<&str>) -> Result<(), String> {
     }
 }
 
-/// nftables rules of a NAT router: everything leaving by `eth0` (the
-/// shared network) takes the router's address; what comes in is let through
-/// only as an answer (conntrack).
-const NAT_RULES: &str = "table ip nat {
-  chain post {
-    type nat hook postrouting priority 100;
-    oifname \"eth0\" masquerade
-  }
+/// How a NAT router maps a host's connections out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nat {
+    /// Keeps the host's source port where it can (Linux masquerading), so
+    /// a connection out from one port takes the same router port whatever
+    /// its destination: endpoint-independent mapping, as in a home router.
+    /// Hole punching works through it.
+    Cone,
+    /// A random router port for every connection (`fully-random`), so the
+    /// port one peer sees is of no use to another: a symmetric NAT, as in
+    /// some carrier-grade NATs. Hole punching fails through it.
+    Symmetric,
 }
-";
+
+/// nftables rules of a NAT router: everything leaving by `eth0` (the
+/// shared network) takes the router's address (`{flags}`: how ports are
+/// chosen); what comes in by `eth0` is let through only as part of a
+/// connection from inside (conntrack), and anything else is dropped
+/// silently, as home routers do (answering with a reset would end the
+/// simultaneous open of a hole punch).
+fn nat_rules(kind: Nat) -> String {
+    let flags = match kind {
+        Nat::Cone => "",
+        Nat::Symmetric => " fully-random",
+    };
+    format!(
+        "table ip nat {{
+  chain post {{
+    type nat hook postrouting priority 100;
+    oifname \"eth0\" masquerade{flags}
+  }}
+}}
+table ip filter {{
+  chain input {{
+    type filter hook input priority 0;
+    iifname \"eth0\" ct state established,related accept
+    iifname \"eth0\" drop
+  }}
+  chain forward {{
+    type filter hook forward priority 0;
+    iifname \"eth0\" ct state established,related accept
+    iifname \"eth0\" drop
+  }}
+}}
+"
+    )
+}
 
 impl Testbed {
     /// `count` hosts (at most 250) named after `tag` and this process.
@@ -165,9 +202,9 @@ impl Testbed {
     /// namespace on the shared network masquerades (nftables) for a private
     /// network 192.168.M.0/24 on a bridge of its own, where the host is
     /// 192.168.M.2. Its connections out come from the router's address;
-    /// nothing outside can open one to it. A partition moves the router's
-    /// link.
-    pub fn add_behind_nat(&mut self) -> Result<usize, String> {
+    /// nothing outside can open one to it. `kind` says how the router maps
+    /// ports. A partition moves the router's link.
+    pub fn add_behind_nat(&mut self, kind: Nat) -> Result<usize, String> {
         let m = u8::try_from(self.routers.len() + 1).map_err(|_| "too many NATs")?;
         let router = format!("{}r{m}", self.prefix);
         self.routers.push(router.clone());
@@ -194,7 +231,7 @@ impl Testbed {
             &mut in_router(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]),
             None,
         )?;
-        run(&mut in_router(&["nft", "-f", "-"]), Some(NAT_RULES))?;
+        run(&mut in_router(&["nft", "-f", "-"]), Some(&nat_rules(kind)))?;
 
         let index = self.hosts.len();
         let namespace = format!("{}n{index}", self.prefix);

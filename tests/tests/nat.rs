@@ -1,13 +1,13 @@
 //! A `native-node` behind a real NAT (a router namespace masquerading with
 //! nftables; needs root): nobody outside can open a connection to it, and
-//! with `--serve-through-relay` a public dialer finds it at circuit
+//! with `--reachability relayed` a public dialer finds it at circuit
 //! addresses, links to it through the bootstrap's relay and the two
 //! exchange messages.
 
 use std::time::Duration;
 
 use dht_tests::{
-    netns::Testbed,
+    netns::{Nat, Testbed},
     process::{NodeProcess, error_code, run_once_in, temp_dir},
 };
 use serde_json::Value;
@@ -24,7 +24,7 @@ fn a_node_behind_a_nat_is_reached_only_through_a_relay() {
     let mut bed = Testbed::new("nat", 2)
         .unwrap_or_else(|e| panic!("this test makes network namespaces (as root): {e}"));
     let natted = bed
-        .add_behind_nat()
+        .add_behind_nat(Nat::Cone)
         .unwrap_or_else(|e| panic!("a NAT (nftables): {e}"));
     let listen = |host: usize| format!("/ip4/{}/tcp/{PORT}", bed.hosts()[host].ip);
     let key = temp_dir("nat").join("bootstrap.key");
@@ -113,7 +113,7 @@ fn a_node_behind_a_nat_is_reached_only_through_a_relay() {
             "chat",
             "--bootstrap",
             &boot_address,
-            "--serve-through-relay",
+            "--reachability=relayed",
             "--message",
             "from behind the NAT",
         ],

@@ -1,6 +1,6 @@
 //! The `native-node` binary as a circuit relay, with real processes on
 //! 127.0.0.1: a bootstrap relays by default, and a listener that serves only
-//! through it (`--serve-through-relay`, as a browser tab would) is found
+//! through it (`--reachability relayed`, as a browser tab would) is found
 //! and linked to by a dialer, and the two exchange messages (`--message`);
 //! once killed, it leaves the routing tables of its relay and of a native
 //! node that knew it.
@@ -49,7 +49,7 @@ fn a_dialer_links_to_and_talks_with_a_listener_reachable_only_through_the_relay(
             "chat",
             "--bootstrap",
             &boot_address,
-            "--serve-through-relay",
+            "--reachability=relayed",
             "--message",
             "hello dialer",
         ],
@@ -127,7 +127,7 @@ fn serving_through_a_relay_is_refused_where_it_cannot_work() {
         "bootstrap",
         "--key-file",
         key.to_str().expect("utf-8 path"),
-        "--serve-through-relay",
+        "--reachability=relayed",
     ]);
     assert_eq!(status.code(), Some(2));
     assert_eq!(
@@ -139,7 +139,7 @@ fn serving_through_a_relay_is_refused_where_it_cannot_work() {
         "client",
         "--bootstrap",
         "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWRBhwfeP2Y4TCx1SM6s9rUoHhR5STiGwxBhgFRcw3UERE",
-        "--serve-through-relay",
+        "--reachability=relayed",
         "closest",
         "x",
     ]);
@@ -186,7 +186,7 @@ fn a_killed_relayed_node_leaves_the_routing_tables_of_its_relay_and_of_others() 
             "leaving",
             "--bootstrap",
             &boot_address,
-            "--serve-through-relay",
+            "--reachability=relayed",
         ],
     );
     let tab_id = tab.started().peer_id;

@@ -293,7 +293,8 @@ impl ConfigBuilder {
     /// Whether the node's listen addresses are announced as its external
     /// addresses (in namespace registrations and identify). Right when others
     /// reach the node at the addresses it listens on, as on a LAN or loopback.
-    /// Default true.
+    /// Default true. Not in [`ServerMode::Auto`], which announces only the
+    /// addresses a peer dialed it back at.
     pub fn advertise_listen_addresses(mut self, advertise: bool) -> Self {
         self.config.advertise_listen_addresses = advertise;
         self

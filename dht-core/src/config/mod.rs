@@ -54,7 +54,17 @@ pub enum ServerMode {
     /// Never: only query. Right for nodes nobody can dial, such as browser tabs,
     /// which others would otherwise add to their routing tables in vain.
     Never,
-    /// Let Kademlia decide: serve once the node has a confirmed external address.
+    /// Find out (native hosts; for nodes that may be behind a NAT): ask
+    /// peers to dial this node back at the address they see it at (AutoNAT
+    /// v2), only query until one answered, serve at an address a dial-back
+    /// reached, and through relays (as [`Relayed`](Self::Relayed), with a
+    /// transport that has the relay client) once a dial-back failed with
+    /// none confirmed. Peers reached through a relay are dialed directly at
+    /// once from both sides (DCUtR, which every native node speaks unless
+    /// it is [`Relayed`](Self::Relayed), like a tab). Kademlia's mode follows the confirmed
+    /// external addresses, circuits included. In the browser, which cannot
+    /// be dialed back, the node only queries, as with
+    /// [`Never`](Self::Never).
     Auto,
     /// Serve through circuit relays: take a reservation on relays this node
     /// is connected to (up to [`ConfigBuilder::relay_reservations`]), announce
@@ -73,7 +83,10 @@ pub struct ConnectionLimits {
     /// Established inbound connections at most, so that peers dialing in
     /// cannot take the slots this node's own lookups need. Default 3072.
     pub max_established_incoming: u32,
-    /// Established connections to one peer at most. Default 2.
+    /// Established connections to one peer at most. Default 3: two peers
+    /// that dial each other at once open two, and a hole punch adds a
+    /// direct one to a relayed one (two relayed ones when both peers are
+    /// behind NATs and dialed each other through the relay).
     pub max_established_per_peer: u32,
     /// Inbound connections still being negotiated at most. Default 256.
     pub max_pending_incoming: u32,
@@ -96,7 +109,7 @@ impl Default for ConnectionLimits {
         Self {
             max_established: 4096,
             max_established_incoming: 3072,
-            max_established_per_peer: 2,
+            max_established_per_peer: 3,
             max_pending_incoming: 256,
             max_incoming_per_ip: 64,
             limit_loopback: false,

@@ -38,7 +38,8 @@ pub(crate) enum Action {
     /// Add an address of `peer` to the routing table.
     AddAddress { peer: PeerId, address: Multiaddr },
     /// Remove one address of `peer` from the routing table (and the peer
-    /// with its last address).
+    /// with its last address). Only a relay does (browsers never do).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     RemoveAddress { peer: PeerId, address: Multiaddr },
     /// Remove `peer` from the routing table, for `reason`.
     RemovePeer { peer: PeerId, reason: PeerGone },

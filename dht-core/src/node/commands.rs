@@ -115,11 +115,12 @@ impl Node {
                     links: self.links.len(),
                     forgeries: self.queries.forgeries(),
                     relayed_by: self.relays.held(),
+                    reachability: self.reachability.current(self.relays.serving()),
+                    hole_punched: self.reachability.hole_punched(),
                     relay: self
                         .swarm
                         .behaviour()
-                        .relay
-                        .is_enabled()
+                        .is_relay()
                         .then(|| self.relay_server.report()),
                 };
                 let kad = &mut self.swarm.behaviour_mut().kad;

@@ -178,6 +178,7 @@ impl Departures {
     /// (its connection closed, or it did not renew): the circuit addresses
     /// through this node in `routing` are dead. Removes them, and the peer
     /// when they were all it had.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(crate) fn on_reservation_ended(
         &mut self,
         peer: PeerId,

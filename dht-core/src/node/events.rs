@@ -28,6 +28,12 @@ use crate::{
 
 impl Node {
     pub(super) fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>, now: Instant) {
+        self.on_event(event, now);
+        self.reachability
+            .update(self.relays.serving(), &mut self.actions);
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>, now: Instant) {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Kad(KademliaEvent::Kad(event))) => {
                 self.on_kad_event(event, now)
@@ -83,17 +89,12 @@ impl Node {
                     self.membership.on_joined(&mut self.actions);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => {
-                if let Some(peer) = self.relay_server.on(&event) {
-                    let kad = &mut self.swarm.behaviour_mut().kad;
-                    let routing = snapshot::routing_addresses(kad, &peer);
-                    self.departures.on_reservation_ended(
-                        peer,
-                        self.settings.local,
-                        routing,
-                        &mut self.actions,
-                    );
-                }
+            SwarmEvent::Behaviour(BehaviourEvent::Native(event)) => {
+                self.on_native_event(event, now)
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                self.reachability
+                    .on_expired(&address, &mut self.relays, now, &mut self.actions)
             }
             SwarmEvent::Behaviour(BehaviourEvent::Limits(never)) => match never {},
             SwarmEvent::Behaviour(BehaviourEvent::IpLimits(never)) => match never {},
@@ -181,10 +182,12 @@ impl Node {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 cause,
                 ..
             } => {
+                self.reachability.on_connection_closed(connection_id);
                 if num_established > 0 {
                     return;
                 }
@@ -285,8 +288,16 @@ impl Node {
                     new_peer: is_new_peer,
                 })
             }
+            // Only in Kademlia's auto mode (`ServerMode::Auto`), when the
+            // node gained its first external address or lost its last.
             kad::Event::ModeChanged { new_mode } => {
-                tracing::info!(mode = %new_mode, "DHT mode changed")
+                tracing::info!(mode = %new_mode, "DHT mode changed");
+                self.actions.emit(Event::ServingChanged {
+                    serving: new_mode == kad::Mode::Server,
+                });
+                // See `Action::SetKadMode`.
+                let connected: Vec<_> = self.swarm.connected_peers().copied().collect();
+                self.swarm.behaviour_mut().identify.push(connected);
             }
             _ => {}
         }
@@ -427,5 +438,54 @@ impl Node {
         if let Some(found) = discovery.on_members(id, members, reach, known) {
             self.on_found(found, now);
         }
+    }
+}
+
+/// The native side: the relay server's, AutoNAT v2's and DCUtR's events.
+#[cfg(not(target_arch = "wasm32"))]
+impl Node {
+    fn on_native_event(&mut self, event: crate::native::NativeEvent, now: Instant) {
+        use crate::native::NativeEvent;
+        match event {
+            NativeEvent::Relay(event) => {
+                if let Some(peer) = self.relay_server.on(&event) {
+                    let kad = &mut self.swarm.behaviour_mut().kad;
+                    let routing = snapshot::routing_addresses(kad, &peer);
+                    self.departures.on_reservation_ended(
+                        peer,
+                        self.settings.local,
+                        routing,
+                        &mut self.actions,
+                    );
+                }
+            }
+            NativeEvent::Tested(test) => self.reachability.on_tested(
+                test.tested_addr,
+                test.result.is_ok(),
+                test.server,
+                &mut self.relays,
+                now,
+                &mut self.actions,
+            ),
+            NativeEvent::Served(served) => tracing::debug!(
+                client = %served.client,
+                address = %served.tested_addr,
+                ok = served.result.is_ok(),
+                "dialed a peer back"
+            ),
+            NativeEvent::HolePunch(punch) => self.reachability.on_hole_punch(
+                punch.remote_peer_id,
+                punch.result.map_err(|error| error.to_string()),
+                &mut self.actions,
+            ),
+        }
+    }
+}
+
+/// The browser's: none of these behaviours run there.
+#[cfg(target_arch = "wasm32")]
+impl Node {
+    fn on_native_event(&mut self, never: std::convert::Infallible, _now: Instant) {
+        match never {}
     }
 }

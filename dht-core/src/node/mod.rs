@@ -16,6 +16,7 @@
 //! | [`links`] | namespace handshakes, heartbeats and retries |
 //! | [`messages`] | which inbound messages between linked peers are taken |
 //! | [`relays`] | reservations on relays, for nodes that serve through them |
+//! | [`reachability`] | dial-back tests, when to use the relays, hole-punched connections |
 //! | [`addresses`] | which addresses are dialable ([`reach`]), enter the routing table, or are announced |
 //! | [`snapshot`] | routing table, records, registrations and report for callers |
 //! | [`subscribers`] | event subscribers with bounded queues |
@@ -45,6 +46,9 @@ mod membership;
 mod messages;
 mod queries;
 mod reach;
+mod reachability;
+
+pub use reachability::Reachability;
 mod relays;
 mod replication;
 mod snapshot;
@@ -65,6 +69,7 @@ use futures_timer::Delay;
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm,
     core::transport::ListenerId,
+    kad,
     request_response::OutboundRequestId,
     swarm::{ConnectionId, SwarmEvent},
 };
@@ -82,6 +87,7 @@ use self::{
     membership::Membership,
     messages::Messages,
     queries::{Outcome, Queries},
+    reachability::ReachabilityState,
     relays::Relays,
     replication::Replication,
     subscribers::Subscribers,
@@ -112,6 +118,7 @@ pub struct Node {
     addresses: Addresses,
     diversity: Diversity,
     relays: Relays,
+    reachability: ReachabilityState,
     departures: Departures,
     replication: Replication,
     kept_peers: KeptPeers,
@@ -158,13 +165,6 @@ impl RelayServerCounts {
             reservations: self.reservations,
             circuits: self.circuits,
         }
-    }
-
-    /// Counts what `event` changed; returns the peer whose reservation
-    /// ended, if one did.
-    #[cfg(target_arch = "wasm32")]
-    fn on(&mut self, event: &std::convert::Infallible) -> Option<PeerId> {
-        match *event {}
     }
 
     /// Counts what `event` changed; returns the peer whose reservation
@@ -251,11 +251,12 @@ impl Node {
                  (Behaviour::with_relay_client): this node only queries"
             );
         }
-        let relays = Relays::new(if relayed && swarm.behaviour().has_relay_client() {
-            config.relay_reservations
-        } else {
-            0
-        });
+        let auto = config.server_mode == ServerMode::Auto;
+        let relays = match (relayed || auto) && swarm.behaviour().has_relay_client() {
+            true if auto => Relays::standby(config.relay_reservations),
+            true => Relays::new(config.relay_reservations),
+            false => Relays::new(0),
+        };
         let mut discovery =
             Discovery::new(local, role.discovers().cloned(), config.discover_interval);
         if !joining.has_bootstrap_peers() {
@@ -278,7 +279,8 @@ impl Node {
                 role: role.kind(),
                 k: config.replication_factor,
                 kad_protocol: config.kad_protocol.clone(),
-                advertise_listen_addresses: config.advertise_listen_addresses,
+                // A node that finds out announces only what a peer dialed.
+                advertise_listen_addresses: config.advertise_listen_addresses && !auto,
                 started: now,
             },
             joining,
@@ -301,6 +303,11 @@ impl Node {
                 config.routing_diversity.per_table,
             ),
             relays,
+            reachability: ReachabilityState::new(match role.kad_mode(config.server_mode) {
+                // A bootstrap node serves whatever the configuration says.
+                Some(kad::Mode::Server) => ServerMode::Always,
+                _ => config.server_mode,
+            }),
             departures: Departures::new(config.relayed_peer_check_interval, now),
             replication: Replication::new(config.rereplication_delay),
             kept_peers,

@@ -2,6 +2,9 @@
 //! ([`crate::ServerMode::Relayed`]) takes reservations on relays it dialed
 //! directly, announces the `/p2p-circuit` addresses, and answers DHT
 //! requests (Kademlia server mode) while at least one reservation holds.
+//! A node that finds out its reachability ([`crate::ServerMode::Auto`])
+//! keeps the relays on standby until a dial-back test failed; Kademlia's
+//! own mode then follows its external addresses, circuits included.
 //!
 //! A relay is any peer this node dialed (not through a relay) whose
 //! identify lists the circuit relay v2 hop protocol. Up to `wanted` relays
@@ -51,6 +54,12 @@ pub(crate) struct Relays {
     /// Relays not to ask again before the time given.
     resting: HashMap<PeerId, Instant>,
     serving: bool,
+    /// Whether reservations are taken now (a node on standby only gathers
+    /// candidates).
+    active: bool,
+    /// Whether the reservations decide Kademlia's mode (else Kademlia's
+    /// auto mode does, from the external addresses).
+    sets_mode: bool,
 }
 
 #[derive(Debug)]
@@ -72,7 +81,33 @@ impl Relays {
             reservations: HashMap::new(),
             resting: HashMap::new(),
             serving: false,
+            active: true,
+            sets_mode: true,
         }
+    }
+
+    /// A node that may need reservations on up to `wanted` relays: it takes
+    /// them once [`activate`](Self::activate)d, and leaves Kademlia's mode
+    /// to Kademlia.
+    pub(crate) fn standby(wanted: usize) -> Self {
+        Self {
+            active: false,
+            sets_mode: false,
+            ..Self::new(wanted)
+        }
+    }
+
+    /// Takes reservations from now on (or, `false`, no new ones: those
+    /// held are kept and renewed).
+    pub(crate) fn activate(&mut self, active: bool, now: Instant, out: &mut Actions) {
+        self.active = active;
+        self.fill(now, out);
+    }
+
+    /// Whether reservations are taken now.
+    #[cfg(test)]
+    pub(crate) fn is_active(&self) -> bool {
+        self.active
     }
 
     /// Whether at least one reservation holds.
@@ -166,8 +201,10 @@ impl Relays {
         out.emit(Event::RelayReserved { relay });
         if !self.serving {
             self.serving = true;
-            out.push(Action::SetKadMode(Mode::Server));
-            out.emit(Event::ServingChanged { serving: true });
+            if self.sets_mode {
+                out.push(Action::SetKadMode(Mode::Server));
+                out.emit(Event::ServingChanged { serving: true });
+            }
         }
     }
 
@@ -222,7 +259,7 @@ impl Relays {
     /// When a resting relay may be asked again, if any is resting while a
     /// reservation is missing.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        if self.reservations.len() >= self.wanted {
+        if !self.active || self.reservations.len() >= self.wanted {
             return None;
         }
         self.resting.values().min().copied()
@@ -243,14 +280,19 @@ impl Relays {
         out.emit(Event::RelayReservationLost { relay, reason });
         if self.serving && !self.reservations.values().any(|r| r.held) {
             self.serving = false;
-            out.push(Action::SetKadMode(Mode::Client));
-            out.emit(Event::ServingChanged { serving: false });
+            if self.sets_mode {
+                out.push(Action::SetKadMode(Mode::Client));
+                out.emit(Event::ServingChanged { serving: false });
+            }
         }
         self.fill(now, out);
     }
 
     /// Asks candidates for reservations until `wanted` are held or asked.
     fn fill(&mut self, now: Instant, out: &mut Actions) {
+        if !self.active {
+            return;
+        }
         for relay in &self.candidates {
             if self.reservations.len() >= self.wanted {
                 return;
@@ -501,5 +543,26 @@ mod tests {
         let (relays, _, mut out) = with_relays(0, 2, now);
         assert!(asked(&mut out).is_empty());
         assert!(!relays.serving());
+    }
+
+    #[test]
+    fn a_node_on_standby_asks_no_relay_until_activated_and_leaves_the_mode_to_kademlia() {
+        let now = Instant::now();
+        let mut out = Actions::default();
+        let mut relays = Relays::standby(1);
+        let relay = PeerId::random();
+        relays.on_connected(relay, &dialed("/ip4/10.0.0.1/tcp/4001"));
+        relays.on_identify(relay, true, now, &mut out);
+        assert!(asked(&mut out).is_empty(), "on standby");
+        assert_eq!(relays.next_deadline(), None);
+
+        relays.activate(true, now, &mut out);
+        assert_eq!(asked(&mut out).len(), 1, "the relay found before is asked");
+        relays.on_accepted(relay, &mut out);
+        assert!(relays.serving());
+        assert!(
+            modes(&mut out).is_empty(),
+            "Kademlia's auto mode follows the circuit addresses"
+        );
     }
 }

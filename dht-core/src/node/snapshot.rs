@@ -12,6 +12,7 @@ use web_time::Instant;
 
 use crate::{
     namespace::Namespace,
+    node::Reachability,
     record::{Store, verify},
     report::{
         Bucket, BucketSize, NamespaceSize, NetworkReport, Registration, RelayReport, RoutingEntry,
@@ -140,6 +141,8 @@ pub(crate) struct Vitals {
     pub(crate) links: usize,
     pub(crate) forgeries: u64,
     pub(crate) relayed_by: Vec<PeerId>,
+    pub(crate) reachability: Reachability,
+    pub(crate) hole_punched: Vec<PeerId>,
     pub(crate) relay: Option<RelayReport>,
 }
 
@@ -182,6 +185,8 @@ pub(crate) fn network_report(
         links: vitals.links,
         forgeries_discarded: vitals.forgeries,
         relayed_by: vitals.relayed_by,
+        reachability: vitals.reachability,
+        hole_punched: vitals.hole_punched,
         relay: vitals.relay,
     }
 }
@@ -273,6 +278,8 @@ mod tests {
                 links: 0,
                 forgeries: 2,
                 relayed_by: vec![relay],
+                reachability: Reachability::Relayed,
+                hole_punched: Vec::new(),
                 relay: Some(RelayReport {
                     reservations: 3,
                     circuits: 5,

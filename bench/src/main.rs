@@ -13,6 +13,7 @@ mod churn;
 mod holders;
 mod hops;
 mod net;
+mod netns;
 mod plot;
 mod procs;
 mod stats;
@@ -73,6 +74,13 @@ struct Args {
     /// off); 0 to skip.
     #[arg(long, default_value_t = 48)]
     churn: usize,
+
+    /// Hosts of the run in network namespaces (as root; one native-node
+    /// process per namespace): a cut in halves for 45 s, healing, the
+    /// bootstrap killed for 20 s and restarted; 0 to skip (the default:
+    /// it takes about 3 minutes).
+    #[arg(long, default_value_t = 0)]
+    netns: usize,
 
     /// Records the churn network holds.
     #[arg(long, default_value_t = 200)]
@@ -215,6 +223,9 @@ async fn run_one(args: &Args, what: &str) -> anyhow::Result<serde_json::Value> {
             serde_json::to_value(capacity::measure(&binary, size, args.rounds, limit, true).await?)?
         }
         "holders" => serde_json::to_value(holders::measure(size, args.rounds, limit).await?)?,
+        "netns" => {
+            serde_json::to_value(tokio::task::spawn_blocking(move || netns::measure(size)).await??)?
+        }
         "churn" => {
             serde_json::to_value(churn::measure(size, args.churn_records, limit, args.seed).await?)?
         }
@@ -359,6 +370,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             measured(&args, &what, label, &mut failed).await
         }
     };
+    let netns_run: Option<netns::Netns> = match args.netns {
+        0 => None,
+        n => {
+            let what = format!("netns:{n}");
+            let label = " (a cut, healing and a dead bootstrap in network namespaces)";
+            measured(&args, &what, label, &mut failed).await
+        }
+    };
     let churn_run: Option<churn::Churn> = match args.churn {
         0 => None,
         n => {
@@ -439,6 +458,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(c) = &churn_run {
         churn::print(c);
     }
+    if let Some(n) = &netns_run {
+        netns::print(n);
+    }
 
     let date = stats::utc_now();
     let commit = std::process::Command::new("git")
@@ -462,6 +484,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "relay": relay_runs,
         "holders": holder_run,
         "churn": churn_run,
+        "netns": netns_run,
     });
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

@@ -106,8 +106,9 @@ pub enum Event {
         /// Milliseconds until the next attempt.
         retry_in_ms: u64,
     },
-    /// A bootstrap lookup finished: the node has filled its routing table
-    /// from the network.
+    /// A bootstrap lookup of this node's own id finished: the node knows its
+    /// neighbourhood in the DHT (the lookups that fill its other buckets go
+    /// on).
     Bootstrapped {
         /// Peers in the routing table afterwards.
         routing_table_size: usize,

@@ -59,8 +59,12 @@ pub(crate) enum Pending {
     },
     /// A discovery's lookup of the peers that store its namespace.
     Holders(DiscoveryId),
-    /// A routing-table refresh started while joining or staying joined.
+    /// A routing-table refresh started while joining or staying joined,
+    /// until its lookup of this node's own id ends.
     Refresh,
+    /// The rest of a refresh: a lookup of a random id per bucket; nobody
+    /// waits for it.
+    RefreshBuckets,
     /// The repair of stale copies a read found, or a re-replication;
     /// nobody waits for it.
     Repair,
@@ -86,7 +90,9 @@ pub(crate) enum Outcome {
         holders: Vec<PeerAddresses>,
         timed_out: bool,
     },
-    /// A refresh finished.
+    /// A refresh's lookup of this node's own id finished: the node knows
+    /// its neighbourhood, which is what joining takes (the lookups that
+    /// fill the other buckets go on).
     Refreshed,
     /// A refresh could not start: the routing table is empty.
     RefreshImpossible,
@@ -191,6 +197,8 @@ impl Queries {
                 Some(Outcome::RegistrationRefused(namespace))
             }
             (Pending::Refresh, _) => Some(Outcome::RefreshImpossible),
+            // Never started on its own: it is the rest of a refresh.
+            (Pending::RefreshBuckets, _) => None,
             (pending, error) => {
                 tracing::error!(?pending, ?error, "a query that cannot fail to start failed");
                 None
@@ -334,13 +342,21 @@ impl Queries {
                     timed_out,
                 })
             }
+            // Kademlia reports the lookup of the own id as the first step,
+            // then one step per bucket. Waiting for the buckets would make
+            // joining as slow as the slowest of them: behind a partition
+            // each meets the same dead peers again.
             (Pending::Refresh, QueryResult::Bootstrap(_)) => {
-                if last {
-                    Some(Outcome::Refreshed)
-                } else {
-                    self.pending.insert(id, Pending::Refresh);
-                    None
+                if !last {
+                    self.pending.insert(id, Pending::RefreshBuckets);
                 }
+                Some(Outcome::Refreshed)
+            }
+            (Pending::RefreshBuckets, QueryResult::Bootstrap(_)) => {
+                if !last {
+                    self.pending.insert(id, Pending::RefreshBuckets);
+                }
+                None
             }
             (pending, result) => {
                 tracing::error!(

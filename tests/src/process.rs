@@ -7,6 +7,7 @@ use std::{
     process::{Child, Command, ExitStatus, Stdio},
     sync::{
         Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
         mpsc::{Receiver, RecvTimeoutError, channel},
     },
     thread,
@@ -219,6 +220,52 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A bootstrap node on a testbed host, with what others join it by.
+#[derive(Debug)]
+pub struct Bootstrap {
+    pub process: NodeProcess,
+    pub peer_id: String,
+    /// Its TCP address with `/p2p/`.
+    pub address: String,
+}
+
+/// Starts a bootstrap node on host `host` of `bed`, listening on TCP `port`
+/// with a fresh key and no HTTP server, printing its monitor summary every
+/// `report_interval` ("0": never).
+pub fn start_bootstrap_in(
+    bed: &Testbed,
+    host: usize,
+    port: u16,
+    report_interval: &str,
+) -> Bootstrap {
+    // Tests of one binary run at once in one process: one directory each.
+    static STARTED: AtomicUsize = AtomicUsize::new(0);
+    let nth = STARTED.fetch_add(1, Ordering::Relaxed);
+    let listen = format!("/ip4/{}/tcp/{port}", bed.hosts()[host].ip);
+    let key = temp_dir(&format!("bootstrap-{nth}")).join("bootstrap.key");
+    let mut process = NodeProcess::start_in(
+        bed,
+        host,
+        "bootstrap",
+        &[
+            "bootstrap",
+            "--key-file",
+            key.to_str().expect("temporary paths are UTF-8"),
+            "--no-http",
+            "--report-interval",
+            report_interval,
+            "--listen",
+            &listen,
+        ],
+    );
+    let peer_id = process.started().peer_id;
+    Bootstrap {
+        address: format!("{listen}/p2p/{peer_id}"),
+        process,
+        peer_id,
     }
 }
 

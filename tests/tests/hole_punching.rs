@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use dht_tests::{
     netns::{Nat, Testbed},
-    process::{NodeProcess, temp_dir},
+    process::{Bootstrap, NodeProcess, start_bootstrap_in},
 };
 use serde_json::Value;
 
@@ -23,7 +23,7 @@ const PORT: u16 = 4001;
 /// behind a NAT of `kind` of its own, started with `--reachability auto`.
 struct Network {
     bed: Testbed,
-    _boot: NodeProcess,
+    _boot: Bootstrap,
     boot_address: String,
     listener: NodeProcess,
     listener_id: String,
@@ -42,23 +42,8 @@ impl Network {
                 .unwrap_or_else(|e| panic!("a NAT (nftables): {e}")),
         ];
         let listen = |host: usize| format!("/ip4/{}/tcp/{PORT}", bed.hosts()[host].ip);
-        let key = temp_dir(tag).join("bootstrap.key");
-        let mut boot = NodeProcess::start_in(
-            &bed,
-            0,
-            "bootstrap",
-            &[
-                "bootstrap",
-                "--key-file",
-                key.to_str().expect("utf-8"),
-                "--no-http",
-                "--report-interval",
-                "0",
-                "--listen",
-                &listen(0),
-            ],
-        );
-        let boot_address = format!("{}/p2p/{}", listen(0), boot.started().peer_id);
+        let boot = start_bootstrap_in(&bed, 0, PORT, "0");
+        let boot_address = boot.address.clone();
         let member = |host: usize, role: &[&str], message: &str| {
             let listen = listen(host);
             let mut args = role.to_vec();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dht_tests::{
     netns::{Nat, Testbed},
-    process::{NodeProcess, error_code, run_once_in, temp_dir},
+    process::{NodeProcess, error_code, run_once_in, start_bootstrap_in},
 };
 use serde_json::Value;
 
@@ -27,24 +27,8 @@ fn a_node_behind_a_nat_is_reached_only_through_a_relay() {
         .add_behind_nat(Nat::Cone)
         .unwrap_or_else(|e| panic!("a NAT (nftables): {e}"));
     let listen = |host: usize| format!("/ip4/{}/tcp/{PORT}", bed.hosts()[host].ip);
-    let key = temp_dir("nat").join("bootstrap.key");
-    let mut boot = NodeProcess::start_in(
-        &bed,
-        0,
-        "bootstrap",
-        &[
-            "bootstrap",
-            "--key-file",
-            key.to_str().expect("utf-8"),
-            "--no-http",
-            "--report-interval",
-            "0",
-            "--listen",
-            &listen(0),
-        ],
-    );
-    let boot_id = boot.started().peer_id;
-    let boot_address = format!("{}/p2p/{boot_id}", listen(0));
+    let boot = start_bootstrap_in(&bed, 0, PORT, "0");
+    let (boot_id, boot_address) = (boot.peer_id.clone(), boot.address.clone());
     let mut dialer = NodeProcess::start_in(
         &bed,
         1,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use dht_tests::{
     netns::Testbed,
-    process::{NodeProcess, run_once_in, stored_key},
+    process::{Bootstrap, NodeProcess, run_once_in, start_bootstrap_in, stored_key},
 };
 use serde_json::Value;
 
@@ -84,25 +84,12 @@ fn table_size(line: &Value) -> Option<u64> {
 fn a_partitioned_network_serves_each_half_and_reconverges_after_healing() {
     let bed = Testbed::new("part", HOSTS)
         .unwrap_or_else(|e| panic!("this test makes network namespaces (as root): {e}"));
-    let dir = dht_tests::process::temp_dir("partitions");
-    let key_file = dir.join("bootstrap.key");
     let listen = |host: usize| format!("/ip4/{}/tcp/{PORT}", bed.hosts()[host].ip);
-    let mut boot = NodeProcess::start_in(
-        &bed,
-        0,
-        "bootstrap",
-        &[
-            "bootstrap",
-            "--key-file",
-            key_file.to_str().expect("utf-8"),
-            "--no-http",
-            "--report-interval",
-            "1s",
-            "--listen",
-            &listen(0),
-        ],
-    );
-    let boot_address = address(&bed, 0, &boot.started().peer_id);
+    let Bootstrap {
+        process: mut boot,
+        address: boot_address,
+        ..
+    } = start_bootstrap_in(&bed, 0, PORT, "1s");
     let mut nodes = Vec::new();
     let mut ids = vec![String::new()];
     for host in 1..HOSTS {

@@ -17,7 +17,7 @@ use native_node::{ListenSet, NativeNode, node::dialable_addresses};
 use serde_json::json;
 
 use crate::{
-    cli::LocalnetArgs,
+    cli::{LocalnetArgs, ReachabilityChoice},
     exit::Failure,
     output::{self, Output},
     roles::{every, load_identity, start, stop, tick},
@@ -53,6 +53,15 @@ pub(crate) async fn run(args: LocalnetArgs, output: Output) -> Result<(), Failur
         return Err(Failure::usage(
             "bad-request",
             anyhow!("--data-dir keeps one node's state; localnet runs many nodes in one process"),
+        ));
+    }
+    if args.node.reachability != ReachabilityChoice::Public {
+        return Err(Failure::usage(
+            "bad-request",
+            anyhow!(
+                "--reachability {}: localnet's nodes share one host and reach each other at their own addresses",
+                args.node.reachability.name()
+            ),
         ));
     }
 

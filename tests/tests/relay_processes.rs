@@ -148,6 +148,18 @@ fn serving_through_a_relay_is_refused_where_it_cannot_work() {
         error_code(&stdout).as_deref(),
         Some("one-shot-cannot-serve")
     );
+    // Nor anything but `public` where every node is on one host.
+    // (A localnet that started would run until stopped: bounded here.)
+    for how in ["auto", "relayed"] {
+        let args = ["localnet", "--reachability", how];
+        let mut localnet = NodeProcess::start(&format!("localnet-{how}"), &args);
+        let status = localnet.wait_exit(Duration::from_secs(20));
+        assert_eq!(status.code(), Some(2), "localnet --reachability {how}");
+        let refusal = localnet.wait_for(Duration::from_secs(5), "the refusal", |e| {
+            e["ok"] == false
+        });
+        assert_eq!(refusal["error"]["code"], "bad-request");
+    }
 }
 
 fn is_removal(event: &Value, peer: &str, reason: &str) -> bool {

@@ -155,9 +155,8 @@ fn serving_through_a_relay_is_refused_where_it_cannot_work() {
         let mut localnet = NodeProcess::start(&format!("localnet-{how}"), &args);
         let status = localnet.wait_exit(Duration::from_secs(20));
         assert_eq!(status.code(), Some(2), "localnet --reachability {how}");
-        let refusal = localnet.wait_for(Duration::from_secs(5), "the refusal", |e| {
-            e["ok"] == false
-        });
+        let refusal =
+            localnet.wait_for(Duration::from_secs(5), "the refusal", |e| e["ok"] == false);
         assert_eq!(refusal["error"]["code"], "bad-request");
     }
 }

@@ -16,10 +16,9 @@ use std::{
 use anyhow::{Context, bail};
 use dht_tests::{
     netns::Testbed,
-    process::{NodeProcess, run_once_in, stored_key, temp_dir},
+    process::{NodeProcess, routing_table_size, run_once_in, stored_key, temp_dir},
 };
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 const PORT: u16 = 4001;
 
@@ -95,7 +94,7 @@ impl Nodes {
         let each = wait / self.processes.len().max(1) as u32;
         for (host, process) in self.processes.iter_mut().enumerate() {
             for line in process.drain(each) {
-                if let Some(size) = table_size(&line) {
+                if let Some(size) = routing_table_size(&line) {
                     self.tables[host] = size;
                 }
             }
@@ -165,15 +164,6 @@ impl Nodes {
     fn get(&self, what: &str, host: usize, entry: usize, key: &str) -> Timed {
         self.once(what, (host, entry), JOIN, &["get", key]).0
     }
-}
-
-/// The routing-table size in a monitor summary line.
-fn table_size(line: &Value) -> Option<u64> {
-    if line["type"] != "report" {
-        return None;
-    }
-    let buckets = line["report"]["buckets"].as_array()?;
-    Some(buckets.iter().filter_map(|b| b["peers"].as_u64()).sum())
 }
 
 fn start(bed: &Testbed, host: usize, key_file: &Path, bootstrap: Option<&str>) -> NodeProcess {

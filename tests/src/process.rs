@@ -223,6 +223,16 @@ impl Drop for NodeProcess {
     }
 }
 
+/// The routing-table size in a line of a node's monitor summary
+/// (`--report-interval`); `None` for any other line.
+pub fn routing_table_size(line: &Value) -> Option<u64> {
+    if line["type"] != "report" {
+        return None;
+    }
+    let buckets = line["report"]["buckets"].as_array()?;
+    Some(buckets.iter().filter_map(|b| b["peers"].as_u64()).sum())
+}
+
 /// A bootstrap node on a testbed host, with what others join it by.
 #[derive(Debug)]
 pub struct Bootstrap {

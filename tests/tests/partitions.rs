@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use dht_tests::{
     netns::Testbed,
-    process::{Bootstrap, NodeProcess, run_once_in, start_bootstrap_in, stored_key},
+    process::{
+        Bootstrap, NodeProcess, routing_table_size, run_once_in, start_bootstrap_in, stored_key,
+    },
 };
-use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(60);
 const PORT: u16 = 4001;
@@ -71,15 +72,6 @@ fn get(bed: &Testbed, host: usize, bootstrap: &str, key: &str) -> String {
     stdout
 }
 
-/// The routing-table size in a monitor report line.
-fn table_size(line: &Value) -> Option<u64> {
-    if line["type"] != "report" {
-        return None;
-    }
-    let buckets = line["report"]["buckets"].as_array()?;
-    Some(buckets.iter().filter_map(|b| b["peers"].as_u64()).sum())
-}
-
 #[test]
 fn a_partitioned_network_serves_each_half_and_reconverges_after_healing() {
     let bed = Testbed::new("part", HOSTS)
@@ -106,7 +98,7 @@ fn a_partitioned_network_serves_each_half_and_reconverges_after_healing() {
         nodes.push(node);
     }
     boot.wait_for(LONG, "every node in the bootstrap's table", |line| {
-        table_size(line) == Some(HOSTS as u64 - 1)
+        routing_table_size(line) == Some(HOSTS as u64 - 1)
     });
     // k = 20 and six nodes: every node holds every record.
     let before = put(&bed, 1, &boot_address, "written before the cut");

@@ -35,8 +35,12 @@ setup_build() {
     echo "setup: installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes)"
     cargo install --locked --force wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
   fi
-  # The browser build's brotli twin (scripts/build-wasm.sh); Debian's brotli.
-  have brotli || apt_install brotli
+  # The browser build's optimizer and brotli twin (scripts/build-wasm.sh):
+  # Debian's binaryen and brotli.
+  local packages=()
+  have wasm-opt || packages+=(binaryen)
+  have brotli || packages+=(brotli)
+  if [ "${#packages[@]}" -gt 0 ]; then apt_install "${packages[@]}"; fi
 }
 
 setup_test() {

@@ -86,7 +86,7 @@ pub async fn swarm(
         .with_other_transport(|key| {
             Ok::<_, Box<dyn Error + Send + Sync>>(
                 relay_transport
-                    .upgrade(Version::V1)
+                    .upgrade(Version::V1Lazy)
                     .authenticate(noise::Config::new(key)?)
                     .multiplex(yamux::Config::default())
                     .outbound_timeout(CIRCUIT_DIAL_TIMEOUT),

@@ -240,7 +240,7 @@ impl DhtNode {
             // WebSocket relay address for its own and dial the relay.
             .with_other_transport(|key| {
                 Ok(relay_transport
-                    .upgrade(Version::V1)
+                    .upgrade(Version::V1Lazy)
                     .authenticate(noise::Config::new(key)?)
                     .multiplex(yamux::Config::default())
                     .outbound_timeout(CIRCUIT_DIAL_TIMEOUT)
@@ -250,7 +250,7 @@ impl DhtNode {
             .with_other_transport(|key| {
                 Ok(websocket_websys::Transport::default()
                     .map(|connection, _| eager_flush::EagerFlush(connection))
-                    .upgrade(Version::V1)
+                    .upgrade(Version::V1Lazy)
                     .authenticate(noise::Config::new(key)?)
                     .multiplex(yamux::Config::default())
                     .boxed())

@@ -317,6 +317,7 @@ function wireForms() {
 }
 
 async function main() {
+  step("script");
   wireForms();
   setState("loading", "loading the node");
   try {
@@ -332,6 +333,7 @@ async function main() {
     setState("joining", `through ${short(config.peerId)}`);
     const options = { bootstrap: config.addresses, ephemeral: params.has("ephemeral") };
     if (params.get("transport")) options.transports = [params.get("transport")];
+    step("start");
     const node = await DhtNode.start(options, onEvent);
     window.nsDht.node = node;
     window.nsDht.timings.joinedMs = performance.now();

@@ -16,23 +16,17 @@
 //    Screenshots go to tests/artifacts/.
 //
 // Usage: node tests/browser/run.mjs   (scripts/test.sh builds what it needs)
-import { spawn, spawnSync } from "node:child_process";
-import { createInterface } from "node:readline";
+import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, dirname, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
+import {
+  CHROMIUM_ARGS, chromiumPath, nativeNodeBinary, nativeNodeEnv, root, startNode as startBinary, stopNodes,
+} from "./nodes.mjs";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const targetDir = process.env.CARGO_TARGET_DIR ?? join(root, "target");
-const nativeNode = join(targetDir, "debug", "native-node");
+const nativeNode = nativeNodeBinary("debug");
 const artifacts = join(root, "tests", "artifacts");
-const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-  "--disable-component-update", "--no-first-run", "--disable-sync",
-];
 const run = `${process.pid}`;
 // libp2p-webrtc-websys 0.5 lets the browser call a data channel's event
 // handler after the stream it belongs to was dropped, which throws this from
@@ -40,63 +34,21 @@ const run = `${process.pid}`;
 // unaffected; the test counts these and fails on any other page error.
 const KNOWN_UPSTREAM_ERROR = "closure invoked recursively or after being dropped";
 let knownUpstreamErrors = 0;
-const children = [];
-// The nodes are told everything they know on their command line.
-const nodeEnv = { ...process.env, RUST_LOG: "info" };
-delete nodeEnv.DHT_BOOTSTRAP;
 
 function fail(message) {
   console.error(`browser tests: ${message}`);
-  cleanup();
+  stopNodes();
   process.exit(1);
 }
 
-function cleanup() {
-  for (const child of children) child.kill("SIGKILL");
-}
-process.on("SIGINT", () => { cleanup(); process.exit(130); });
-
-/** Starts `native-node --json ARGS`; resolves lines as they come. */
+/** Starts `native-node --json ARGS` (the debug build). */
 function startNode(name, args) {
-  const child = spawn(nativeNode, ["--json", ...args], {
-    env: nodeEnv,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(child);
-  const lines = [];
-  const waiters = [];
-  let log = "";
-  child.stderr.on("data", (chunk) => { log = (log + chunk).slice(-20000); });
-  createInterface({ input: child.stdout }).on("line", (line) => {
-    const value = JSON.parse(line);
-    lines.push(value);
-    for (const waiter of [...waiters]) {
-      if (waiter.match(value)) {
-        waiters.splice(waiters.indexOf(waiter), 1);
-        waiter.resolve(value);
-      }
-    }
-  });
-  child.on("exit", (code) => {
-    for (const waiter of waiters) waiter.reject(new Error(`${name} exited (${code}) while waiting for ${waiter.what}\n${log}`));
-  });
-  return {
-    name,
-    waitFor(what, match, ms = 30000) {
-      const seen = lines.find(match);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        const waiter = { what, match, resolve, reject };
-        waiters.push(waiter);
-        setTimeout(() => reject(new Error(`${name}: timed out waiting for ${what}\n${log}`)), ms);
-      });
-    },
-  };
+  return startBinary(nativeNode, name, args);
 }
 
 function nativeClient(args) {
   const result = spawnSync(nativeNode, ["client", ...args], {
-    env: nodeEnv,
+    env: nativeNodeEnv(),
     encoding: "utf8",
     timeout: 60000,
   });
@@ -324,7 +276,7 @@ async function main() {
   }
   console.log(`browser tests passed; screenshots in ${artifacts}`);
   if (knownUpstreamErrors) console.log(`(${knownUpstreamErrors} known libp2p-webrtc-websys callback errors, rust-libp2p#6551)`);
-  cleanup();
+  stopNodes();
   rmSync(data, { recursive: true, force: true });
 }
 

@@ -7,11 +7,12 @@
 //
 // Usage: node tests/browser/pageload.mjs [--runs R] [--tabs N]
 //          [--transport websocket|webrtc-direct] [--profile release|debug]
-//          [--www DIR]
+//          [--www DIR] [--reload]
 // Needs www/pkg (scripts/build-wasm.sh) and the native-node of that profile
 // (cargo build --release -p native-node). --www serves another copy of the
 // page, to compare two builds of it on one machine in turn (run-to-run
-// noise on a shared machine is as large as most changes). BENCHMARKS.md has
+// noise on a shared machine is as large as most changes). --reload reloads
+// each tab once it joined, and measures the reload too. BENCHMARKS.md has
 // the figures.
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -23,7 +24,7 @@ import { CHROMIUM_ARGS, chromiumPath, nativeNodeBinary, root, startNode, stopNod
 // The page's steps, and when the module's download ended ("fetched").
 const STEPS = ["script", "fetched", "wasm", "start", "connected", "serving", "joined"];
 
-const USAGE = "usage: node tests/browser/pageload.mjs [--runs R] [--tabs N] [--transport websocket|webrtc-direct] [--profile release|debug] [--www DIR]";
+const USAGE = "usage: node tests/browser/pageload.mjs [--runs R] [--tabs N] [--transport websocket|webrtc-direct] [--profile release|debug] [--www DIR] [--reload]";
 
 function usage(message) {
   console.error(`pageload: ${message}`);
@@ -43,10 +44,8 @@ function median(values) {
   return sorted.length % 2 ? sorted[middle] : Math.round((sorted[middle - 1] + sorted[middle]) / 2);
 }
 
-async function openTab(browser, url, label) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  await page.goto(url);
+/** The page's steps once it joined and serves (after a navigation or a reload). */
+async function joined(page, label) {
   // Waits inside the page, woken by the page's own changes: Playwright's
   // selector polling would take the tab's main thread while it joins.
   const outcome = await page.evaluate(() => new Promise((resolve) => {
@@ -60,10 +59,11 @@ async function openTab(browser, url, label) {
     check();
   }));
   if (outcome !== "ok") throw new Error(`${label} did not join and serve: ${outcome}`);
-  return page.evaluate(() => {
+  const steps = await page.evaluate(() => {
     const module = performance.getEntriesByType("resource").find((e) => e.name.endsWith("wasm_node_bg.wasm"));
     return { ...window.nsDht.timings.steps, fetched: module && Math.round(module.responseEnd) };
   });
+  return steps;
 }
 
 async function main() {
@@ -76,6 +76,7 @@ async function main() {
         transport: { type: "string", default: "websocket" },
         profile: { type: "string", default: "release" },
         www: { type: "string", default: join(root, "www") },
+        reload: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -110,7 +111,16 @@ async function main() {
       await bootstrap.waitFor("its listener", (l) => l.type === "listening" && l.address.includes(marker));
       const url = `${http.url}?ephemeral&transport=${options.transport}`;
       for (let tab = 0; tab < tabs; tab += 1) {
-        rows.push({ run, tab, steps: await openTab(browser, url, `run ${run} tab ${tab}`) });
+        // A browser context of its own: nothing cached, as on a first visit.
+        const page = await (await browser.newContext()).newPage();
+        await page.goto(url);
+        rows.push({ run, tab, kind: "first", steps: await joined(page, `run ${run} tab ${tab}`) });
+        if (options.reload) {
+          // The page's files are revalidated (304), and the tab keeps the
+          // module V8 compiled for it.
+          await page.reload();
+          rows.push({ run, tab, kind: "reload", steps: await joined(page, `run ${run} tab ${tab}, reloaded`) });
+        }
       }
       stopNodes();
     }
@@ -121,13 +131,21 @@ async function main() {
   }
 
   console.log(`page load over ${options.transport}, ${options.profile} bootstrap, ms after navigation`);
-  console.log(["run", "tab", ...STEPS].map((h) => h.padStart(10)).join(""));
-  for (const { run, tab, steps } of rows) {
-    console.log([run, tab, ...STEPS.map((s) => steps[s] ?? "-")].map((v) => String(v).padStart(10)).join(""));
+  console.log(["run", "tab", "visit", ...STEPS].map((h) => h.padStart(10)).join(""));
+  for (const { run, tab, kind, steps } of rows) {
+    console.log([run, tab, kind, ...STEPS.map((s) => steps[s] ?? "-")].map((v) => String(v).padStart(10)).join(""));
   }
-  for (const [label, selected] of [["median, all tabs", rows], ["median, first tabs", rows.filter((r) => r.tab === 0)]]) {
+  const firstVisits = rows.filter((r) => r.kind === "first");
+  const summaries = [
+    ["median, all tabs", firstVisits],
+    ["median, first tabs", firstVisits.filter((r) => r.tab === 0)],
+    ["median, later tabs", firstVisits.filter((r) => r.tab > 0)],
+  ];
+  if (options.reload) summaries.push(["median, reloads", rows.filter((r) => r.kind === "reload")]);
+  for (const [label, selected] of summaries) {
+    if (selected.length === 0) continue;
     const medians = STEPS.map((s) => median(selected.map((r) => r.steps[s]).filter((v) => v !== undefined)));
-    console.log(`${label.padEnd(20)}${medians.map((v) => (Number.isNaN(v) ? "-" : String(v)).padStart(10)).join("")}`);
+    console.log(`${label.padEnd(30)}${medians.map((v) => (Number.isNaN(v) ? "-" : String(v)).padStart(10)).join("")}`);
   }
 }
 

@@ -110,9 +110,12 @@ async function main() {
       const marker = options.transport === "websocket" ? "/ws" : "/webrtc-direct";
       await bootstrap.waitFor("its listener", (l) => l.type === "listening" && l.address.includes(marker));
       const url = `${http.url}?ephemeral&transport=${options.transport}`;
+      const contexts = [];
       for (let tab = 0; tab < tabs; tab += 1) {
         // A browser context of its own: nothing cached, as on a first visit.
-        const page = await (await browser.newContext()).newPage();
+        const context = await browser.newContext();
+        contexts.push(context);
+        const page = await context.newPage();
         await page.goto(url);
         rows.push({ run, tab, kind: "first", steps: await joined(page, `run ${run} tab ${tab}`) });
         if (options.reload) {
@@ -122,6 +125,8 @@ async function main() {
           rows.push({ run, tab, kind: "reload", steps: await joined(page, `run ${run} tab ${tab}, reloaded`) });
         }
       }
+      // The next run starts with no tab open and no node but its bootstrap.
+      for (const context of contexts) await context.close();
       stopNodes();
     }
   } finally {

@@ -28,6 +28,7 @@ use libp2p::{
 
 use crate::{
     event,
+    node::diversity::Group,
     record::{Source, Store, Subnet},
 };
 
@@ -46,10 +47,20 @@ pub enum KademliaEvent {
 #[allow(missing_debug_implementations)]
 pub struct Kademlia {
     inner: kad::Behaviour<Store>,
-    /// The subnet of each open connection (bounded by the connection
+    /// Where each open connection comes from (bounded by the connection
     /// limits).
-    subnets: HashMap<ConnectionId, Option<Subnet>>,
+    origins: HashMap<ConnectionId, Origin>,
     count_loopback: bool,
+}
+
+/// Where a connection comes from.
+#[derive(Clone, Copy, Debug)]
+struct Origin {
+    /// The subnet writes on it are charged to (the store's quotas): the
+    /// remote address's, so none for an inbound circuit.
+    subnet: Option<Subnet>,
+    /// The routing-diversity group of its peer.
+    group: Option<Group>,
 }
 
 impl Kademlia {
@@ -58,25 +69,32 @@ impl Kademlia {
     pub fn new(inner: kad::Behaviour<Store>, count_loopback: bool) -> Self {
         Self {
             inner,
-            subnets: HashMap::new(),
+            origins: HashMap::new(),
             count_loopback,
         }
     }
 
-    /// The subnet of an open connection, if it has one that counts.
-    pub(crate) fn subnet_of(&self, connection: &ConnectionId) -> Option<Subnet> {
-        self.subnets.get(connection).copied().flatten()
+    /// The routing-diversity group of an open connection's peer, if it has
+    /// one that counts.
+    pub(crate) fn routing_group_of(&self, connection: &ConnectionId) -> Option<Group> {
+        self.origins.get(connection).and_then(|origin| origin.group)
     }
 
+    /// Notes where an established connection comes from: `local` is this
+    /// end's address for an inbound connection.
     fn opened(
         &mut self,
         connection: ConnectionId,
+        local: Option<&Multiaddr>,
         remote: &Multiaddr,
         handler: Result<THandler<Self>, ConnectionDenied>,
     ) -> Result<THandler<Self>, ConnectionDenied> {
         if handler.is_ok() {
-            let subnet = Subnet::of(remote, self.count_loopback);
-            self.subnets.insert(connection, subnet);
+            let origin = Origin {
+                subnet: Subnet::of(remote, self.count_loopback),
+                group: Group::of(local, remote, self.count_loopback),
+            };
+            self.origins.insert(connection, origin);
         }
         handler
     }
@@ -120,7 +138,7 @@ impl NetworkBehaviour for Kademlia {
         let handler = self
             .inner
             .handle_established_inbound_connection(connection, peer, local, remote);
-        self.opened(connection, remote, handler)
+        self.opened(connection, Some(local), remote, handler)
     }
 
     fn handle_pending_outbound_connection(
@@ -149,7 +167,7 @@ impl NetworkBehaviour for Kademlia {
             role_override,
             port_use,
         );
-        self.opened(connection, address, handler)
+        self.opened(connection, None, address, handler)
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
@@ -157,7 +175,7 @@ impl NetworkBehaviour for Kademlia {
             FromSwarm::ConnectionClosed(ConnectionClosed { connection_id, .. })
             | FromSwarm::ListenFailure(ListenFailure { connection_id, .. })
             | FromSwarm::DialFailure(DialFailure { connection_id, .. }) => {
-                self.subnets.remove(connection_id);
+                self.origins.remove(connection_id);
             }
             _ => {}
         }
@@ -170,7 +188,10 @@ impl NetworkBehaviour for Kademlia {
         connection: ConnectionId,
         event: THandlerOutEvent<Self>,
     ) {
-        let subnet = self.subnets.get(&connection).copied().flatten();
+        let subnet = self
+            .origins
+            .get(&connection)
+            .and_then(|origin| origin.subnet);
         self.inner
             .store_mut()
             .set_source(Some(Source { peer, subnet }));

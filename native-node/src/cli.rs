@@ -178,7 +178,9 @@ pub(crate) struct NodeArgs {
 
     /// Routing-table entries one subnet (IPv4 /24, IPv6 /48) may hold, at
     /// most 2 of them per bucket, so that one operator's many peer ids
-    /// cannot fill the table. Loopback peers are exempt unless
+    /// cannot fill the table. Peers reached through a relay (tabs) count
+    /// against the relay's subnet apart from its direct peers, 2 per bucket
+    /// with no table-wide bound. Loopback peers are exempt unless
     /// --limit-loopback.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_routing_peers_per_subnet: u32,

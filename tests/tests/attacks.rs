@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dht_tests::process::{NodeProcess, error_code, run_once, temp_dir};
+use dht_tests::process::{NodeProcess, error_code, routing_table_size, run_once, temp_dir};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(40);
@@ -139,17 +139,80 @@ fn one_subnet_gets_only_a_few_routing_entries() {
             )
         })
         .collect();
-    let table_size = |report: &Value| -> u64 {
-        report["report"]["buckets"].as_array().map_or(0, |buckets| {
-            buckets.iter().filter_map(|b| b["peers"].as_u64()).sum()
-        })
-    };
     boot.wait_for(LONG, "two of one subnet and the one of another", |line| {
-        line["type"] == "report" && table_size(line) == 3
+        routing_table_size(line) == Some(3)
     });
     for line in boot.drain(Duration::from_secs(3)) {
-        if line["type"] == "report" {
-            assert_eq!(table_size(&line), 3, "{line}");
+        if let Some(size) = routing_table_size(&line) {
+            assert_eq!(size, 3, "{line}");
         }
     }
+}
+
+/// Regression: peers reached through a relay (tabs) counted against the
+/// relay's subnet like its direct peers, so a node kept that subnet's few
+/// entries (here 2, the relay's own among them) and knew no more of the
+/// relay's tabs, however many there were. Now they are a group of their
+/// own, bounded per bucket only: eight relayed nodes spread over several
+/// buckets of an observer's table.
+#[test]
+fn peers_behind_one_relay_are_bounded_per_bucket_not_per_table() {
+    let key = temp_dir("relay-diversity").join("relay.key");
+    // The relay exempts loopback, so that it holds all of its relayed peers.
+    let mut relay = NodeProcess::start(
+        "relay",
+        &[
+            "bootstrap",
+            "--key-file",
+            key.to_str().expect("utf-8"),
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-http",
+        ],
+    );
+    let address = relay.started().address("tcp");
+    let mut relayed: Vec<NodeProcess> = (0..8)
+        .map(|i| {
+            NodeProcess::start(
+                &format!("relayed-{i}"),
+                &[
+                    "listener",
+                    "--namespace",
+                    "relayed",
+                    "--bootstrap",
+                    &address,
+                    "--reachability=relayed",
+                ],
+            )
+        })
+        .collect();
+    for node in &mut relayed {
+        node.wait_for(LONG, "serving through the relay", |e| {
+            e["type"] == "serving-changed" && e["serving"] == true
+        });
+    }
+    // The observer counts loopback peers like remote ones, with room for 2
+    // direct peers of a subnet in its table.
+    let mut observer = NodeProcess::start(
+        "observer",
+        &[
+            "listener",
+            "--namespace",
+            "observer",
+            "--bootstrap",
+            &address,
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--limit-loopback",
+            "--max-routing-peers-per-subnet",
+            "2",
+            "--report-interval",
+            "1s",
+        ],
+    );
+    // The relay and at least three of the relayed nodes (eight random ids
+    // all in one bucket, which would allow only two: about 1 in 256).
+    observer.wait_for(LONG, "more relayed peers than a subnet's share", |line| {
+        routing_table_size(line).is_some_and(|size| size >= 4)
+    });
 }

@@ -120,12 +120,17 @@ impl Default for ConnectionLimits {
 
 /// How many routing-table entries one subnet (an IPv4 /24 or IPv6 /48,
 /// where the peer answered from) may hold; see the node's diversity rule.
-/// Loopback peers are exempt unless [`ConnectionLimits::limit_loopback`].
+/// Peers reached through a relay circuit count against the relay's subnet,
+/// in a group apart from its direct peers, bounded per bucket only (so that
+/// the tabs of one relay can each be known near their own ids). Loopback
+/// peers are exempt unless [`ConnectionLimits::limit_loopback`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RoutingDiversity {
-    /// Peers of one subnet in one bucket at most. Default 2.
+    /// Peers of one subnet (or reached through one relay subnet) in one
+    /// bucket at most. Default 2.
     pub per_bucket: usize,
-    /// Peers of one subnet in the whole table at most. Default 8.
+    /// Peers connected directly from one subnet in the whole table at most.
+    /// Default 8.
     pub per_table: usize,
 }
 

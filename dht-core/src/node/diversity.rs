@@ -9,21 +9,65 @@
 //! table, in the spirit of go-libp2p's routing-table diversity filter.
 //! Loopback and non-IP peers have no subnet and are exempt (unless loopback
 //! counting is configured), so local networks are unaffected.
+//!
+//! A peer reached through a relay (a tab, a node behind a NAT) shows no
+//! address of its own: it counts against its relay's subnet, in a group of
+//! its own ([`Group::Relayed`]), whichever side dialed (an inbound circuit
+//! used to count against nothing). That group has the per-bucket bound
+//! only. Eclipsing a key or a node means filling the buckets near it, which
+//! the per-bucket bound stops as it does for any subnet. A per-table bound
+//! would leave each node knowing 8 tabs of a relay in all, the first 8 it
+//! met rather than the ones near it: in a network of many tabs on one relay
+//! the tabs would route and store next to nothing. A relay's group holds at
+//! most `per_bucket` entries in each bucket of the table. A node served
+//! through a relay sees every peer that dials it arrive through that relay,
+//! so those share one group; the peers it dials itself count by their own.
 
 use std::collections::HashMap;
 
-use libp2p::PeerId;
+use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
 
 use crate::record::Subnet;
 
-/// The subnets of the peers this node let into its routing table.
+/// Whose allowance a routing-table entry takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Group {
+    /// A peer connected directly, by the subnet it connected from.
+    Direct(Subnet),
+    /// A peer reached through a relay circuit, by the relay's subnet.
+    Relayed(Subnet),
+}
+
+impl Group {
+    /// The group of a connection. `remote` is the address of the other end
+    /// (for an inbound circuit only the dialer's `/p2p/…`), `local` this
+    /// end's for an inbound connection (for an inbound circuit, the relay's
+    /// address with `/p2p-circuit`). None when the address that counts has
+    /// no subnet (loopback without `count_loopback`, DNS, memory).
+    pub(crate) fn of(
+        local: Option<&Multiaddr>,
+        remote: &Multiaddr,
+        count_loopback: bool,
+    ) -> Option<Self> {
+        let through_relay = |address: &Multiaddr| address.iter().any(|p| p == Protocol::P2pCircuit);
+        if through_relay(remote) {
+            return Subnet::of(remote, count_loopback).map(Group::Relayed);
+        }
+        if let Some(local) = local.filter(|local| through_relay(local)) {
+            return Subnet::of(local, count_loopback).map(Group::Relayed);
+        }
+        Subnet::of(remote, count_loopback).map(Group::Direct)
+    }
+}
+
+/// The groups of the peers this node let into its routing table.
 #[derive(Debug)]
 pub(crate) struct Diversity {
     per_bucket: usize,
     per_table: usize,
-    /// The subnet each admitted peer answered from; pruned to the peers
-    /// still in the table whenever a new one is considered.
-    subnets: HashMap<PeerId, Subnet>,
+    /// The group each admitted peer answered in; pruned to the peers still
+    /// in the table whenever a new one is considered.
+    groups: HashMap<PeerId, Group>,
 }
 
 impl Diversity {
@@ -31,40 +75,41 @@ impl Diversity {
         Self {
             per_bucket,
             per_table,
-            subnets: HashMap::new(),
+            groups: HashMap::new(),
         }
     }
 
-    /// Whether `peer`, which answered from `subnet` and falls in bucket
+    /// Whether `peer`, which answered in `group` and falls in bucket
     /// `bucket`, may enter a table holding `table` (peer and bucket of every
     /// entry). If so, it is counted from now on.
     pub(crate) fn admit(
         &mut self,
         peer: PeerId,
-        subnet: Option<Subnet>,
+        group: Option<Group>,
         bucket: u32,
         table: &[(PeerId, u32)],
     ) -> bool {
         let present: HashMap<PeerId, u32> = table.iter().copied().collect();
-        self.subnets.retain(|p, _| present.contains_key(p));
+        self.groups.retain(|p, _| present.contains_key(p));
         if present.contains_key(&peer) {
             return true;
         }
-        let Some(subnet) = subnet else {
+        let Some(group) = group else {
             return true;
         };
         let same: Vec<u32> = self
-            .subnets
+            .groups
             .iter()
-            .filter(|(_, s)| **s == subnet)
+            .filter(|(_, g)| **g == group)
             .filter_map(|(p, _)| present.get(p).copied())
             .collect();
         let in_bucket = same.iter().filter(|b| **b == bucket).count();
-        if same.len() >= self.per_table || in_bucket >= self.per_bucket {
-            tracing::debug!(%peer, %subnet, "routing table holds enough peers of this subnet");
+        let table_full = matches!(group, Group::Direct(_)) && same.len() >= self.per_table;
+        if table_full || in_bucket >= self.per_bucket {
+            tracing::debug!(%peer, ?group, "routing table holds enough peers of this group");
             return false;
         }
-        self.subnets.insert(peer, subnet);
+        self.groups.insert(peer, group);
         true
     }
 }
@@ -73,8 +118,8 @@ impl Diversity {
 mod tests {
     use super::*;
 
-    fn subnet(address: &str) -> Option<Subnet> {
-        Subnet::of(&address.parse().unwrap(), false)
+    fn subnet(address: &str) -> Option<Group> {
+        Group::of(None, &address.parse().unwrap(), false)
     }
 
     #[test]
@@ -107,6 +152,89 @@ mod tests {
         // An entry that left the table frees its place.
         table.remove(0);
         assert!(try_enter(&mut table, sybils, 200));
+    }
+
+    #[test]
+    fn a_relays_peers_are_bounded_per_bucket_only_and_apart_from_its_subnet() {
+        let mut diversity = Diversity::new(2, 3);
+        let mut table: Vec<(PeerId, u32)> = Vec::new();
+        let relay = PeerId::random();
+        let through_relay = Group::of(
+            None,
+            &format!("/ip4/203.0.113.1/tcp/1/p2p/{relay}/p2p-circuit")
+                .parse()
+                .unwrap(),
+            false,
+        );
+        assert_eq!(
+            through_relay,
+            Some(Group::Relayed(Subnet::V4([203, 0, 113])))
+        );
+        let mut try_enter = |table: &mut Vec<(PeerId, u32)>, group, bucket| {
+            let peer = PeerId::random();
+            let admitted = diversity.admit(peer, group, bucket, table);
+            if admitted {
+                table.push((peer, bucket));
+            }
+            admitted
+        };
+        // Two per bucket, in as many buckets as there are: more than the
+        // table's bound of 3 for a subnet.
+        for bucket in [255, 254, 253] {
+            assert!(try_enter(&mut table, through_relay, bucket));
+            assert!(try_enter(&mut table, through_relay, bucket));
+            assert!(
+                !try_enter(&mut table, through_relay, bucket),
+                "a third in bucket {bucket}"
+            );
+        }
+        // The relay's own subnet keeps its allowance for direct peers.
+        for bucket in [100, 101, 102] {
+            assert!(try_enter(
+                &mut table,
+                subnet("/ip4/203.0.113.9/tcp/1"),
+                bucket
+            ));
+        }
+        assert!(
+            !try_enter(&mut table, subnet("/ip4/203.0.113.9/tcp/1"), 103),
+            "a fourth direct peer of the subnet in the table"
+        );
+    }
+
+    #[test]
+    fn a_connection_through_a_relay_counts_against_the_relay_whichever_side_dialed() {
+        let relay = PeerId::random();
+        let dialer = PeerId::random();
+        let circuit: Multiaddr = format!("/ip4/198.51.100.7/tcp/4001/p2p/{relay}/p2p-circuit")
+            .parse()
+            .unwrap();
+        let relays_subnet = Some(Group::Relayed(Subnet::V4([198, 51, 100])));
+        // Dialed through the relay: the remote address names it.
+        let outbound = circuit.clone().with(Protocol::P2p(dialer));
+        assert_eq!(Group::of(None, &outbound, false), relays_subnet);
+        // Dialed by a peer through our relay: only our end names the relay.
+        let inbound_remote: Multiaddr = format!("/p2p/{dialer}").parse().unwrap();
+        assert_eq!(
+            Group::of(Some(&circuit), &inbound_remote, false),
+            relays_subnet
+        );
+        // A direct connection counts against the remote's own subnet.
+        let direct: Multiaddr = "/ip4/198.51.100.8/tcp/5/ws".parse().unwrap();
+        let listening: Multiaddr = "/ip4/192.0.2.1/tcp/4001/ws".parse().unwrap();
+        assert_eq!(
+            Group::of(Some(&listening), &direct, false),
+            Some(Group::Direct(Subnet::V4([198, 51, 100])))
+        );
+        // A relay on loopback is exempt unless loopback counts.
+        let local_relay: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}/p2p-circuit")
+            .parse()
+            .unwrap();
+        assert_eq!(Group::of(Some(&local_relay), &inbound_remote, false), None);
+        assert_eq!(
+            Group::of(Some(&local_relay), &inbound_remote, true),
+            Some(Group::Relayed(Subnet::V4([127, 0, 0])))
+        );
     }
 
     #[test]

@@ -57,13 +57,14 @@ impl Node {
                     .on_identify(peer_id, relays, now, &mut self.actions);
                 let kad = &mut self.swarm.behaviour_mut().kad;
                 let held = snapshot::routing_addresses(kad, &peer_id);
-                // A peer new to the table enters only if its subnet has room.
+                // A peer new to the table enters only if its group (its
+                // subnet, or its relay's) has room.
                 let may_enter = !held.is_empty()
                     || !info.protocols.contains(&self.settings.kad_protocol)
                     || snapshot::bucket_of(kad, &peer_id).is_some_and(|bucket| {
-                        let subnet = kad.subnet_of(&connection_id);
+                        let group = kad.routing_group_of(&connection_id);
                         let table = snapshot::table_entries(kad);
-                        self.diversity.admit(peer_id, subnet, bucket, &table)
+                        self.diversity.admit(peer_id, group, bucket, &table)
                     });
                 self.addresses.on_identify(
                     peer_id,

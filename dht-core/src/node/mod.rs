@@ -36,7 +36,7 @@ mod backoff;
 mod commands;
 mod departures;
 mod discovery;
-mod diversity;
+pub(crate) mod diversity;
 mod events;
 mod execute;
 mod joining;

@@ -223,6 +223,12 @@ impl Drop for NodeProcess {
     }
 }
 
+/// Whether a line is the node's news that it serves the DHT now
+/// (`serving-changed` to true: at its address, or through a relay).
+pub fn serves(line: &Value) -> bool {
+    line["type"] == "serving-changed" && line["serving"] == true
+}
+
 /// The routing-table size in a line of a node's monitor summary
 /// (`--report-interval`); `None` for any other line.
 pub fn routing_table_size(line: &Value) -> Option<u64> {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dht_tests::process::{NodeProcess, error_code, routing_table_size, run_once, temp_dir};
+use dht_tests::process::{NodeProcess, error_code, routing_table_size, run_once, serves, temp_dir};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(40);
@@ -187,9 +187,7 @@ fn peers_behind_one_relay_are_bounded_per_bucket_not_per_table() {
         })
         .collect();
     for node in &mut relayed {
-        node.wait_for(LONG, "serving through the relay", |e| {
-            e["type"] == "serving-changed" && e["serving"] == true
-        });
+        node.wait_for(LONG, "serving through the relay", serves);
     }
     // The observer counts loopback peers like remote ones, with room for 2
     // direct peers of a subnet in its table.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use dht_tests::{
     netns::{Nat, Testbed},
-    process::{Bootstrap, NodeProcess, start_bootstrap_in},
+    process::{Bootstrap, NodeProcess, serves, start_bootstrap_in},
 };
 use serde_json::Value;
 
@@ -164,9 +164,7 @@ fn nodes_behind_cone_nats_serve_through_a_relay_and_connect_directly() {
     public.wait_for(LONG, "reachability: public", |e| {
         is_reachability(e, "public")
     });
-    public.wait_for(LONG, "serving", |e| {
-        e["type"] == "serving-changed" && e["serving"] == true
-    });
+    public.wait_for(LONG, "serving", serves);
 
     net.relayed_and_linked();
     let listener_id = net.listener_id.clone();

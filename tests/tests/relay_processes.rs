@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use dht_tests::process::{NodeProcess, error_code, run_once, temp_dir};
+use dht_tests::process::{NodeProcess, error_code, run_once, serves, temp_dir};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(40);
@@ -64,9 +64,7 @@ fn a_dialer_links_to_and_talks_with_a_listener_reachable_only_through_the_relay(
         e["type"] == "relay-reserved"
     });
     assert_eq!(reserved["relay"], boot_started.peer_id.as_str());
-    listener.wait_for(LONG, "serving through the relay", |e| {
-        e["type"] == "serving-changed" && e["serving"] == true
-    });
+    listener.wait_for(LONG, "serving through the relay", serves);
 
     let mut dialer = NodeProcess::start(
         "direct-dialer",
@@ -201,9 +199,7 @@ fn a_killed_relayed_node_leaves_the_routing_tables_of_its_relay_and_of_others() 
         ],
     );
     let tab_id = tab.started().peer_id;
-    tab.wait_for(LONG, "serving through the relay", |e| {
-        e["type"] == "serving-changed" && e["serving"] == true
-    });
+    tab.wait_for(LONG, "serving through the relay", serves);
     // Its first lookups meet the native node, which takes it into its table.
     native.wait_for(LONG, "the native node routes to the tab", |e| {
         e["type"] == "routing-updated" && e["peer"] == tab_id.as_str()

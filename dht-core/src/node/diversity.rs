@@ -122,18 +122,29 @@ mod tests {
         Group::of(None, &address.parse().unwrap(), false)
     }
 
+    /// Offers a new peer of `group` in `bucket`; enters it in `table` if
+    /// admitted.
+    fn try_enter(
+        diversity: &mut Diversity,
+        table: &mut Vec<(PeerId, u32)>,
+        group: Option<Group>,
+        bucket: u32,
+    ) -> bool {
+        let peer = PeerId::random();
+        let admitted = diversity.admit(peer, group, bucket, table);
+        if admitted {
+            table.push((peer, bucket));
+        }
+        admitted
+    }
+
     #[test]
     fn one_subnet_gets_a_few_entries_per_bucket_and_per_table() {
         let mut diversity = Diversity::new(2, 3);
         let mut table: Vec<(PeerId, u32)> = Vec::new();
         let sybils = subnet("/ip4/203.0.113.1/tcp/1");
-        let mut try_enter = |table: &mut Vec<(PeerId, u32)>, subnet, bucket| {
-            let peer = PeerId::random();
-            let admitted = diversity.admit(peer, subnet, bucket, table);
-            if admitted {
-                table.push((peer, bucket));
-            }
-            admitted
+        let mut try_enter = |table: &mut Vec<(PeerId, u32)>, group, bucket| {
+            try_enter(&mut diversity, table, group, bucket)
         };
         assert!(try_enter(&mut table, sybils, 200));
         assert!(try_enter(&mut table, sybils, 200));
@@ -171,12 +182,7 @@ mod tests {
             Some(Group::Relayed(Subnet::V4([203, 0, 113])))
         );
         let mut try_enter = |table: &mut Vec<(PeerId, u32)>, group, bucket| {
-            let peer = PeerId::random();
-            let admitted = diversity.admit(peer, group, bucket, table);
-            if admitted {
-                table.push((peer, bucket));
-            }
-            admitted
+            try_enter(&mut diversity, table, group, bucket)
         };
         // Two per bucket, in as many buckets as there are: more than the
         // table's bound of 3 for a subnet.
